@@ -1,0 +1,5 @@
+"""Sans-IO HTTP/1.1, HTTP/2 and HTTP/3 adapters that turn wire bytes into normalized stream events.
+
+Imports only h11, h2, aioquic, pylsqpack and the standard library: never asyncio, socket or
+quicproxy.
+"""

@@ -1,0 +1,229 @@
+"""Datagram demux for a QUIC server: header parse, version negotiation, Retry, CID -> connection.
+
+Use from an I/O shell: ``result = router.receive_datagram(data, addr, now)``; send every
+``result.replies`` datagram at once (version negotiation, Retry, INVALID_TOKEN close), hand
+``result.events`` to ``result.connection``'s owner (``result.new``: the connection was just
+created, start its timer), then flush ``result.connection.datagrams_to_send(now)``. Closed
+connections are forgotten here automatically when a datagram reveals it; shells that see
+``conn.closed`` after a timer call ``router.remove(conn)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from aioquic import tls
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
+from aioquic.quic.connection import TRANSPORT_CLOSE_FRAME_CAPACITY
+from aioquic.quic.crypto import CryptoPair
+from aioquic.quic.packet import (
+    QuicErrorCode,
+    QuicFrameType,
+    QuicHeader,
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.retry import QuicRetryTokenHandler
+
+from .events import Event
+from .quic import NetworkAddress, QuicServerConnection
+from .quic_compat import GatedQuicConnection
+
+__all__ = ["QuicRouter", "RouteResult"]
+
+_MAX_TICKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """What one datagram did: the connection it reached, its events and immediate replies."""
+
+    connection: QuicServerConnection | None
+    events: list[Event] = field(default_factory=list)
+    replies: list[tuple[bytes, NetworkAddress]] = field(default_factory=list)
+    new: bool = False
+
+
+_DROPPED = RouteResult(None)
+
+
+def _invalid_token_close(version: int, source_cid: bytes, destination_cid: bytes) -> bytes:
+    """A server Initial closing the connection with INVALID_TOKEN (RFC 9000 section 8.1.3)."""
+    crypto = CryptoPair()
+    crypto.setup_initial(cid=source_cid, is_client=False, version=version)
+    builder = QuicPacketBuilder(
+        host_cid=source_cid,
+        is_client=False,
+        max_datagram_size=SMALLEST_MAX_DATAGRAM_SIZE,
+        peer_cid=destination_cid,
+        version=version,
+    )
+    builder.start_packet(QuicPacketType.INITIAL, crypto)
+    buf = builder.start_frame(
+        QuicFrameType.TRANSPORT_CLOSE, capacity=TRANSPORT_CLOSE_FRAME_CAPACITY
+    )
+    buf.push_uint_var(QuicErrorCode.INVALID_TOKEN)
+    buf.push_uint_var(QuicFrameType.PADDING)
+    buf.push_uint_var(0)
+    datagrams, _ = builder.flush()
+    return datagrams[0]
+
+
+class QuicRouter:
+    """Routes datagrams to QUIC server connections and creates new ones.
+
+    ``stream_buffer`` is each request stream's receive window and send budget;
+    ``connection_window`` (default 16 stream windows) caps the unconsumed bytes per connection.
+    Session tickets live in a bounded in-memory store; each is used once (0-RTT anti-replay).
+    """
+
+    def __init__(
+        self,
+        configuration: QuicConfiguration,
+        *,
+        retry: bool = False,
+        stream_buffer: int = 256 * 1024,
+        max_connections: int = 10000,
+        connection_window: int | None = None,
+        max_field_section_size: int = 64 * 1024,
+    ) -> None:
+        self.configuration = configuration
+        self._retry = QuicRetryTokenHandler() if retry else None
+        self._stream_buffer = stream_buffer
+        self._connection_window = connection_window or 16 * stream_buffer
+        self._max_connections = max_connections
+        self._max_fields = max_field_section_size
+        self._by_cid: dict[bytes, QuicServerConnection] = {}
+        self._cids: dict[QuicServerConnection, set[bytes]] = {}
+        self._tickets: OrderedDict[bytes, tls.SessionTicket] = OrderedDict()
+
+    def connections(self) -> list[QuicServerConnection]:
+        """Every live connection."""
+        return list(self._cids)
+
+    def remove(self, conn: QuicServerConnection) -> None:
+        """Forget a connection and all its connection IDs."""
+        for cid in self._cids.pop(conn, set()):
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]
+
+    def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> RouteResult:
+        """Route one datagram (see the module docstring for what to do with the result)."""
+        try:
+            header = pull_quic_header(
+                Buffer(data=data), host_cid_length=self.configuration.connection_id_length
+            )
+        except ValueError:
+            return _DROPPED
+        versions = self.configuration.supported_versions
+        if (
+            header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+            and header.version is not None
+            and header.version not in versions
+        ):
+            if len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+                return _DROPPED  # too small to start a connection: no amplification
+            reply = encode_quic_version_negotiation(
+                source_cid=header.destination_cid,
+                destination_cid=header.source_cid,
+                supported_versions=versions,
+            )
+            return RouteResult(None, replies=[(reply, addr)])
+        conn = self._by_cid.get(header.destination_cid)
+        new = False
+        if conn is None:
+            if (
+                header.packet_type != QuicPacketType.INITIAL
+                or len(data) < SMALLEST_MAX_DATAGRAM_SIZE
+                or len(self._cids) >= self._max_connections
+            ):
+                return _DROPPED
+            created = self._accept(header, addr, now)
+            if not isinstance(created, QuicServerConnection):
+                return created
+            conn, new = created, True
+        events = conn.receive_datagram(data, addr, now)
+        if conn.closed:
+            self.remove(conn)
+        return RouteResult(conn, events, [], new)
+
+    def _accept(
+        self, header: QuicHeader, addr: NetworkAddress, now: float
+    ) -> QuicServerConnection | RouteResult:
+        assert header.version is not None
+        odcid: bytes = header.destination_cid
+        retry_scid: bytes | None = None
+        if self._retry is not None:
+            if not header.token:
+                scid = os.urandom(8)
+                token = self._retry.create_token(
+                    address=addr,
+                    original_destination_connection_id=header.destination_cid,
+                    retry_source_connection_id=scid,
+                    now=now,
+                )
+                packet = encode_quic_retry(
+                    version=header.version,
+                    source_cid=scid,
+                    destination_cid=header.source_cid,
+                    original_destination_cid=header.destination_cid,
+                    retry_token=token,
+                )
+                return RouteResult(None, replies=[(packet, addr)])
+            try:
+                odcid = self._retry.validate_token(
+                    address=addr,
+                    destination_cid=header.destination_cid,
+                    token=header.token,
+                    now=now,
+                )
+            except ValueError:
+                close = _invalid_token_close(
+                    header.version, header.destination_cid, header.source_cid
+                )
+                return RouteResult(None, replies=[(close, addr)])
+            retry_scid = header.destination_cid
+        quic = GatedQuicConnection(
+            configuration=self.configuration,
+            original_destination_connection_id=odcid,
+            retry_source_connection_id=retry_scid,
+            session_ticket_fetcher=self._fetch_ticket,
+            session_ticket_handler=self._store_ticket,
+            stream_window=self._stream_buffer,
+            connection_window=self._connection_window,
+        )
+        conn = QuicServerConnection(
+            quic,
+            stream_buffer=self._stream_buffer,
+            max_field_section_size=self._max_fields,
+            on_cid_issued=lambda cid: self._add_cid(conn, cid),
+            on_cid_retired=lambda cid: self._drop_cid(conn, cid),
+        )
+        self._cids[conn] = set()
+        self._add_cid(conn, header.destination_cid)
+        self._add_cid(conn, quic.host_cid)
+        return conn
+
+    def _add_cid(self, conn: QuicServerConnection, cid: bytes) -> None:
+        if conn in self._cids:
+            self._cids[conn].add(cid)
+            self._by_cid[cid] = conn
+
+    def _drop_cid(self, conn: QuicServerConnection, cid: bytes) -> None:
+        self._cids.get(conn, set()).discard(cid)
+        if self._by_cid.get(cid) is conn:
+            del self._by_cid[cid]
+
+    def _fetch_ticket(self, ticket_id: bytes) -> tls.SessionTicket | None:
+        return self._tickets.pop(ticket_id, None)
+
+    def _store_ticket(self, ticket: tls.SessionTicket) -> None:
+        self._tickets[ticket.ticket] = ticket
+        while len(self._tickets) > _MAX_TICKETS:
+            self._tickets.popitem(last=False)

@@ -1,0 +1,33 @@
+"""Alt-Svc policy: advertise HTTP/3 on TCP responses and never forward the upstream's."""
+
+from __future__ import annotations
+
+from .http import ResponseHeader
+
+__all__ = ["AltSvcPolicy"]
+
+
+class AltSvcPolicy:
+    """Replaces any upstream Alt-Svc by ours: ``h3=":PORT"; ma=N`` on TCP responses, ``clear``
+    while draining, nothing on HTTP/3 responses or when no QUIC listener runs."""
+
+    def __init__(self, h3_port: int | None, max_age: int = 86400) -> None:
+        self.h3_port = h3_port
+        self.max_age = max_age
+        self.draining = False
+
+    def header_value(self) -> bytes | None:
+        """What TCP responses carry, or None."""
+        if self.draining:
+            return b"clear"
+        if self.h3_port is None:
+            return None
+        return b'h3=":%d"; ma=%d' % (self.h3_port, self.max_age)
+
+    def apply(self, response: ResponseHeader, protocol: str) -> None:
+        """Set the response's Alt-Svc for a client on ``protocol``."""
+        response.remove("alt-svc")
+        if protocol in ("http/1.1", "h2"):
+            value = self.header_value()
+            if value is not None:
+                response.append("alt-svc", value)

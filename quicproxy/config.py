@@ -1,0 +1,441 @@
+"""Configuration: TOML into frozen dataclasses, validated at load with errors naming the key."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .forwarding import IPNetwork
+
+__all__ = [
+    "AltSvcConfig",
+    "Config",
+    "ConfigError",
+    "ForwardingConfig",
+    "HeaderRules",
+    "LimitsConfig",
+    "ListenConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "TlsConfig",
+    "UpstreamConfig",
+    "load_config",
+    "parse_address",
+    "parse_upstream_url",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the file, the key and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """One listening address: TCP (TLS or cleartext) and, with ``quic``, UDP on the same port."""
+
+    host: str
+    port: int
+    tls: bool = True
+    quic: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """The certificate; None paths mean: generate development certificates."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    dev_cert_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Process-level settings."""
+
+    workers: int = 1
+    grace_period: float = 10.0
+    log_level: str = "info"
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AltSvcConfig:
+    """HTTP/3 advertisement on TCP responses."""
+
+    enabled: bool = True
+    max_age: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingConfig:
+    """Forwarding headers and which peers may set them."""
+
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    via: str | None = "quicproxy"
+    x_forwarded: bool = True
+    forwarded: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Downstream limits."""
+
+    idle_timeout: float = 75.0
+    write_timeout: float = 60.0
+    max_concurrent_streams: int = 100
+    stream_buffer: int = 256 * 1024
+    max_header_size: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """A named group of origin addresses, tried in round robin."""
+
+    name: str
+    addresses: tuple[tuple[str, int], ...]
+    tls: bool = False
+    sni: str | None = None
+    verify: bool = True
+    ca_file: Path | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    write_timeout: float = 60.0
+    idle_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    """Fields to set (replace) and remove."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """Requests whose host and path prefix match go to ``upstream``."""
+
+    upstream: str
+    host: str | None = None
+    path_prefix: str = "/"
+    request_headers: HeaderRules = HeaderRules()
+    response_headers: HeaderRules = HeaderRules()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration."""
+
+    listen: tuple[ListenConfig, ...]
+    upstreams: tuple[UpstreamConfig, ...]
+    routes: tuple[RouteConfig, ...]
+    server: ServerConfig = ServerConfig()
+    tls: TlsConfig = TlsConfig()
+    alt_svc: AltSvcConfig = AltSvcConfig()
+    forwarding: ForwardingConfig = ForwardingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    source: str = "<built-in>"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` into (host, port); ValueError when malformed."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} has no port (expected HOST:PORT)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: put IPv6 addresses in brackets, as [::1]:443")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r} has an invalid port")
+    return (host or default_host, int(port_text))
+
+
+def parse_upstream_url(text: str) -> tuple[str, int, bool]:
+    """``http://host:port``, ``https://host[:port]`` or ``host:port`` -> host, port, tls."""
+    if "://" not in text:
+        host, port = parse_address(text, default_host="127.0.0.1")
+        return host, port, False
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{text!r}: scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError(f"{text!r} has no host")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"{text!r}: upstream URLs take no path or query")
+    tls = parts.scheme == "https"
+    try:
+        port = parts.port or (443 if tls else 80)
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    return parts.hostname, port, tls
+
+
+class _Table:
+    """Typed access to one TOML table that remembers which keys were read."""
+
+    def __init__(self, data: Any, where: str, source: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: {where}: expected a table, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self.source = source
+        self.seen: set[str] = set()
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        name = f"{self.where}.{key}" if self.where else key
+        return ConfigError(f"{self.source}: {name}: {reason}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        bool_ok = kind is bool or (isinstance(kind, tuple) and bool in kind)
+        if isinstance(value, bool) and not bool_ok:
+            raise self.error(key, f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.error(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        value = float(self.get(key, (int, float), default))
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum:g}")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 2**62) -> int:
+        value: int = self.get(key, int, default)
+        if not minimum <= value <= maximum:
+            raise self.error(key, f"must be between {minimum} and {maximum}")
+        return value
+
+    def strings(self, key: str) -> list[str]:
+        values = self.get(key, list, [])
+        for index, value in enumerate(values):
+            if not isinstance(value, str):
+                raise self.error(f"{key}[{index}]", "expected a string")
+        return list(values)
+
+    def sub(self, key: str) -> _Table:
+        self.seen.add(key)
+        where = f"{self.where}.{key}" if self.where else key
+        return _Table(self.data.get(key, {}), where, self.source)
+
+    def subs(self, key: str) -> list[_Table]:
+        self.seen.add(key)
+        items = self.data.get(key, [])
+        if not isinstance(items, list):
+            raise self.error(key, f"expected an array of tables ([[{key}]])")
+        return [_Table(item, f"{key}[{i}]", self.source) for i, item in enumerate(items)]
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+    names.update({list: "an array", dict: "a table"})
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _path(table: _Table, key: str, base: Path) -> Path | None:
+    value = table.get(key, str, None)
+    if value is None:
+        return None
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base / path
+
+
+def _headers(table: _Table, key: str) -> HeaderRules:
+    rules = table.sub(key)
+    raw_set = rules.get("set", dict, {})
+    pairs = []
+    for name, value in raw_set.items():
+        if not isinstance(value, str):
+            raise rules.error(f"set.{name}", "expected a string")
+        pairs.append((name.lower(), value))
+    removed = tuple(name.lower() for name in rules.strings("remove"))
+    rules.finish()
+    return HeaderRules(tuple(pairs), removed)
+
+
+def _listen(table: _Table) -> ListenConfig:
+    address = table.get("address", str, None)
+    if address is None:
+        raise table.error("address", "is required (HOST:PORT)")
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise table.error("address", str(exc)) from None
+    tls = table.get("tls", bool, True)
+    quic = table.get("quic", bool, tls)
+    if quic and not tls:
+        raise table.error("quic", "QUIC needs TLS; set tls = true or quic = false")
+    table.finish()
+    return ListenConfig(host, port, tls, quic)
+
+
+def _upstream(table: _Table, base: Path) -> UpstreamConfig:
+    name = table.get("name", str, None)
+    if not name:
+        raise table.error("name", "is required")
+    addresses = []
+    tls_seen: set[bool] = set()
+    for index, text in enumerate(table.strings("addresses")):
+        try:
+            host, port, tls = parse_upstream_url(text)
+        except ValueError as exc:
+            raise table.error(f"addresses[{index}]", str(exc)) from None
+        addresses.append((host, port))
+        if "://" in text:
+            tls_seen.add(tls)
+    if not addresses:
+        raise table.error("addresses", "needs at least one address")
+    if len(tls_seen) > 1:
+        raise table.error("addresses", "mixes http:// and https://; use two upstreams")
+    tls = table.get("tls", bool, tls_seen.pop() if tls_seen else False)
+    config = UpstreamConfig(
+        name=name,
+        addresses=tuple(addresses),
+        tls=tls,
+        sni=table.get("sni", str, None),
+        verify=table.get("verify", bool, True),
+        ca_file=_path(table, "ca_file", base),
+        connect_timeout=table.number("connect_timeout", 5.0, minimum=0.001),
+        read_timeout=table.number("read_timeout", 60.0, minimum=0.001),
+        write_timeout=table.number("write_timeout", 60.0, minimum=0.001),
+        idle_timeout=table.number("idle_timeout", 60.0, minimum=0.001),
+    )
+    table.finish()
+    return config
+
+
+def _route(table: _Table, upstream_names: set[str]) -> RouteConfig:
+    upstream = table.get("upstream", str, None)
+    if upstream is None:
+        raise table.error("upstream", "is required")
+    if upstream not in upstream_names:
+        known = ", ".join(sorted(upstream_names)) or "none defined"
+        raise table.error("upstream", f"no upstream named {upstream!r} (known: {known})")
+    prefix = table.get("path_prefix", str, "/")
+    if not prefix.startswith("/"):
+        raise table.error("path_prefix", "must start with /")
+    host = table.get("host", str, None)
+    route = RouteConfig(
+        upstream=upstream,
+        host=host.lower() if host else None,
+        path_prefix=prefix,
+        request_headers=_headers(table, "request_headers"),
+        response_headers=_headers(table, "response_headers"),
+    )
+    table.finish()
+    return route
+
+
+def _networks(table: _Table, key: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for index, text in enumerate(table.strings(key)):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise table.error(f"{key}[{index}]", str(exc)) from None
+    return tuple(networks)
+
+
+def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
+    """Validate parsed TOML; ``base`` resolves relative paths."""
+    root = _Table(data, "", source)
+    server_table = root.sub("server")
+    workers = server_table.get("workers", (int, str), 1)
+    if workers == "auto":
+        workers = os.cpu_count() or 1
+    if not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise server_table.error("workers", 'must be an integer from 1 to 256, or "auto"')
+    log_level = server_table.get("log_level", str, "info").lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise server_table.error("log_level", "must be debug, info, warning or error")
+    server = ServerConfig(
+        workers=workers,
+        grace_period=server_table.number("grace_period", 10.0),
+        log_level=log_level,
+        access_log=server_table.get("access_log", bool, True),
+    )
+    server_table.finish()
+
+    tls_table = root.sub("tls")
+    tls = TlsConfig(
+        cert=_path(tls_table, "cert", base),
+        key=_path(tls_table, "key", base),
+        dev_cert_dir=_path(tls_table, "dev_cert_dir", base),
+    )
+    if (tls.cert is None) != (tls.key is None):
+        raise tls_table.error("cert" if tls.cert is None else "key", "cert and key go together")
+    for key, path in (("cert", tls.cert), ("key", tls.key)):
+        if path is not None and not path.is_file():
+            raise tls_table.error(key, f"file not found: {path}")
+    tls_table.finish()
+
+    alt_table = root.sub("alt_svc")
+    alt_svc = AltSvcConfig(
+        enabled=alt_table.get("enabled", bool, True),
+        max_age=alt_table.integer("max_age", 86400),
+    )
+    alt_table.finish()
+
+    fwd = root.sub("forwarding")
+    via = fwd.get("via", (str, bool), "quicproxy")
+    if via is True:
+        via = "quicproxy"
+    forwarding = ForwardingConfig(
+        trusted_proxies=_networks(fwd, "trusted_proxies"),
+        via=via or None,
+        x_forwarded=fwd.get("x_forwarded", bool, True),
+        forwarded=fwd.get("forwarded", bool, True),
+    )
+    fwd.finish()
+
+    lim = root.sub("limits")
+    limits = LimitsConfig(
+        idle_timeout=lim.number("idle_timeout", 75.0, minimum=0.1),
+        write_timeout=lim.number("write_timeout", 60.0, minimum=0.1),
+        max_concurrent_streams=lim.integer("max_concurrent_streams", 100, minimum=1, maximum=1000),
+        stream_buffer=lim.integer("stream_buffer", 256 * 1024, minimum=16384, maximum=2**26),
+        max_header_size=lim.integer("max_header_size", 64 * 1024, minimum=4096, maximum=2**20),
+    )
+    lim.finish()
+
+    listen = tuple(_listen(t) for t in root.subs("listen"))
+    if not listen:
+        raise root.error("listen", "needs at least one [[listen]] table")
+    upstreams = tuple(_upstream(t, base) for t in root.subs("upstream"))
+    names = [u.name for u in upstreams]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise root.error("upstream", f"duplicate name {sorted(duplicates)[0]!r}")
+    routes = tuple(_route(t, set(names)) for t in root.subs("route"))
+    if not routes:
+        raise root.error("route", "needs at least one [[route]] table")
+    root.finish()
+    return Config(listen, upstreams, routes, server, tls, alt_svc, forwarding, limits, source)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML file; ConfigError names the file, the key and the reason."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, str(path), path.parent)

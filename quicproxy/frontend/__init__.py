@@ -1,0 +1,1 @@
+"""Downstream connection handlers: they turn client connections into sessions and pipeline tasks."""

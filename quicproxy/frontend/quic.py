@@ -1,0 +1,205 @@
+"""QUIC frontend: the router and h3/hq adapters over a UDP endpoint; each request becomes a task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aioquic.quic.configuration import QuicConfiguration
+
+from protocols.errors import ErrorCode
+from protocols.messages import RequestHead
+from protocols.quic import QuicServerConnection
+from protocols.quic_router import QuicRouter
+
+from ..errors import ErrorSource
+from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
+from ..session import DownstreamInfo
+from ..streamio import ConnectionDriver, StreamIO
+from .base import FrontendLimits, RequestStarter
+
+__all__ = ["QuicDriver", "QuicListener"]
+
+log = logging.getLogger("quicproxy.frontend.quic")
+
+
+class QuicDriver(ConnectionDriver):
+    """The streams of one QUIC connection; sending means scheduling the listener's transmit."""
+
+    def __init__(self, listener: QuicListener, conn: QuicServerConnection, addr: Address) -> None:
+        assert conn.adapter is not None
+        super().__init__(
+            conn.adapter,
+            peer_side=ErrorSource.DOWNSTREAM,
+            write_timeout=listener.limits.write_timeout,
+            stream_buffer=listener.limits.stream_buffer,
+        )
+        self.listener = listener
+        self.conn = conn
+        facts = conn.facts
+        self.info = DownstreamInfo(
+            protocol=facts.alpn or "h3",
+            client_address=(str(addr[0]), int(addr[1])),
+            server_address=listener.local_address,
+            tls=True,
+            sni=facts.sni,
+            alpn=facts.alpn,
+            early_data=facts.early_data,
+            quic={"version": facts.version, "connection_id": facts.original_dcid},
+        )
+
+    def schedule_flush(self) -> None:
+        self.listener.schedule_transmit(self.conn)
+
+    def flush(self) -> None:
+        self.listener.schedule_transmit(self.conn)
+
+    def close_transport(self) -> None:
+        self.conn.quic.close(error_code=ErrorCode.NO_ERROR.h3_code)
+        self.listener.schedule_transmit(self.conn)
+
+    def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
+        self.listener.starter.start(stream, head, end_stream, self.info)
+
+
+class QuicListener:
+    """One UDP socket serving HTTP/3 (and hq-interop) connections."""
+
+    def __init__(
+        self, starter: RequestStarter, limits: FrontendLimits, configuration: QuicConfiguration
+    ) -> None:
+        self.starter = starter
+        self.limits = limits
+        self.router = QuicRouter(configuration, stream_buffer=limits.stream_buffer)
+        self.loop = asyncio.get_running_loop()
+        self.endpoint: UdpEndpoint | None = None
+        self.drivers: dict[QuicServerConnection, QuicDriver] = {}
+        self.timers: dict[QuicServerConnection, tuple[float, asyncio.TimerHandle]] = {}
+        self._pending: set[QuicServerConnection] = set()
+        self._transmit_scheduled = False
+        self.accepting = True
+
+    @classmethod
+    async def start(
+        cls,
+        host: str,
+        port: int,
+        starter: RequestStarter,
+        limits: FrontendLimits,
+        cert: Path,
+        key: Path,
+        reuse_port: bool = False,
+    ) -> QuicListener:
+        """Bind ``host:port`` over UDP and serve."""
+        configuration = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=["h3", "hq-interop"],
+            idle_timeout=limits.idle_timeout,
+            max_datagram_frame_size=None,
+        )
+        configuration.load_cert_chain(str(cert), str(key))
+        listener = cls(starter, limits, configuration)
+        listener.endpoint = await open_udp_endpoint(
+            host, port, listener.datagram_received, reuse_port=reuse_port
+        )
+        return listener
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """The bound host and port."""
+        assert self.endpoint is not None
+        address = self.endpoint.local_address
+        return (str(address[0]), int(address[1]))
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """Route one datagram; runs synchronously in the endpoint's callback."""
+        result = self.router.receive_datagram(data, addr, self.loop.time())
+        if result.replies and self.endpoint is not None:
+            self.endpoint.send(result.replies)
+        conn = result.connection
+        if conn is None:
+            return
+        if result.new and not self.accepting:
+            conn.quic.close(error_code=ErrorCode.REFUSED_STREAM.h3_code)
+        if result.events:
+            driver = self._driver(conn, addr)
+            if driver is not None:
+                driver.handle_events(result.events)
+        self.schedule_transmit(conn)
+
+    def _driver(self, conn: QuicServerConnection, addr: Address) -> QuicDriver | None:
+        driver = self.drivers.get(conn)
+        if driver is None and conn.adapter is not None:
+            driver = self.drivers[conn] = QuicDriver(self, conn, addr)
+        return driver
+
+    def schedule_transmit(self, conn: QuicServerConnection) -> None:
+        """Send this connection's datagrams once, at the end of this event-loop iteration."""
+        self._pending.add(conn)
+        if not self._transmit_scheduled:
+            self._transmit_scheduled = True
+            self.loop.call_soon(self._transmit_pending)
+
+    def _transmit_pending(self) -> None:
+        self._transmit_scheduled = False
+        pending, self._pending = self._pending, set()
+        now = self.loop.time()
+        for conn in pending:
+            self._transmit(conn, now)
+
+    def _transmit(self, conn: QuicServerConnection, now: float) -> None:
+        datagrams = conn.datagrams_to_send(now)
+        if datagrams and self.endpoint is not None:
+            self.endpoint.send(datagrams)
+        if conn.closed:
+            self._forget(conn)
+            return
+        deadline = conn.timer()
+        current = self.timers.get(conn)
+        if current is not None and current[0] == deadline:
+            return
+        if current is not None:
+            current[1].cancel()
+            del self.timers[conn]
+        if deadline is not None:
+            handle = self.loop.call_at(deadline, self._on_timer, conn)
+            self.timers[conn] = (deadline, handle)
+
+    def _on_timer(self, conn: QuicServerConnection) -> None:
+        self.timers.pop(conn, None)
+        now = self.loop.time()
+        events = conn.handle_timer(now)
+        driver = self.drivers.get(conn)
+        if events and driver is not None:
+            driver.handle_events(events)
+        self._transmit(conn, now)
+
+    def _forget(self, conn: QuicServerConnection) -> None:
+        timer = self.timers.pop(conn, None)
+        if timer is not None:
+            timer[1].cancel()
+        driver = self.drivers.pop(conn, None)
+        if driver is not None:
+            driver.connection_failed("QUIC connection closed")
+        self.router.remove(conn)
+
+    def stop_accepting(self) -> None:
+        """Refuse new connections; existing ones go on (draining)."""
+        self.accepting = False
+
+    @property
+    def connection_count(self) -> int:
+        """Open QUIC connections."""
+        return len(self.router.connections())
+
+    def close(self) -> None:
+        """Close every connection and the socket."""
+        for conn in self.router.connections():
+            conn.quic.close(error_code=ErrorCode.NO_ERROR.h3_code)
+            self._transmit(conn, self.loop.time())
+        for _, handle in self.timers.values():
+            handle.cancel()
+        self.timers.clear()
+        if self.endpoint is not None:
+            self.endpoint.close()

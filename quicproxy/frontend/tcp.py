@@ -1,0 +1,89 @@
+"""TCP frontend: ALPN picks the h1 or h2 adapter; each request becomes a session and a task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from protocols.h1 import H1ServerAdapter
+from protocols.h2 import H2ServerAdapter
+from protocols.messages import RequestHead
+
+from ..errors import ErrorSource
+from ..net.tcp import ByteStream
+from ..session import DownstreamInfo
+from ..streamio import StreamIO
+from ..tcpdriver import TcpDriver
+from .base import FrontendLimits, RequestStarter
+
+__all__ = ["DownstreamTcp", "tcp_connection_factory"]
+
+
+def _address(value: Any) -> tuple[str, int]:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return ("unknown", 0)
+
+
+class DownstreamTcp(TcpDriver):
+    """One client connection over TCP (TLS or cleartext)."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        starter: RequestStarter,
+        limits: FrontendLimits,
+        tls: bool,
+        connections: set[DownstreamTcp],
+    ) -> None:
+        alpn = stream.alpn if tls else None
+        adapter: H1ServerAdapter | H2ServerAdapter
+        if alpn == "h2":
+            adapter = H2ServerAdapter(
+                max_concurrent_streams=limits.max_concurrent_streams,
+                initial_window=limits.stream_buffer,
+                max_header_list_size=limits.max_header_size,
+            )
+        else:
+            adapter = H1ServerAdapter(
+                scheme=b"https" if tls else b"http", max_header_size=limits.max_header_size
+            )
+        super().__init__(
+            stream,
+            adapter,
+            peer_side=ErrorSource.DOWNSTREAM,
+            write_timeout=limits.write_timeout,
+            idle_timeout=limits.idle_timeout,
+            pause_on_buffer=alpn != "h2",
+            stream_buffer=limits.stream_buffer,
+        )
+        ssl_object = stream.extra("ssl_object")
+        self.info = DownstreamInfo(
+            protocol="h2" if alpn == "h2" else "http/1.1",
+            client_address=_address(stream.extra("peername")),
+            server_address=_address(stream.extra("sockname")),
+            tls=tls,
+            sni=None if ssl_object is None else ssl_object.server_hostname,
+            alpn=alpn,
+        )
+        self.starter = starter
+        self.connections = connections
+        connections.add(self)
+        self.flush()  # the h2 server preface
+
+    def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
+        self.starter.start(stream, head, end_stream, self.info)
+
+    def stream_closed(self, stream: StreamIO) -> None:
+        if self.going_away and not self.streams:
+            self.close()
+
+    def on_lost(self) -> None:
+        self.connections.discard(self)
+
+
+def tcp_connection_factory(
+    starter: RequestStarter, limits: FrontendLimits, tls: bool, connections: set[DownstreamTcp]
+) -> Callable[[ByteStream], DownstreamTcp]:
+    """The receiver factory a TCP listener calls for each accepted connection."""
+    return lambda stream: DownstreamTcp(stream, starter, limits, tls, connections)

@@ -1,0 +1,38 @@
+"""TLS contexts: the downstream server context (ALPN h2 / http/1.1) and upstream client contexts."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+__all__ = ["client_context", "server_context"]
+
+
+def server_context(cert: Path, key: Path, alpn: list[str]) -> ssl.SSLContext:
+    """A TLS 1.2+ server context offering ``alpn`` in order of preference."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    context.set_alpn_protocols(alpn)
+    context.options |= ssl.OP_NO_COMPRESSION
+    return context
+
+
+def client_context(
+    *,
+    verify: bool = True,
+    ca_file: Path | None = None,
+    alpn: list[str] | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    """An upstream client context; ``verify=False`` disables certificate and hostname checks."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert), str(client_key) if client_key else None)
+    return context

@@ -1,0 +1,251 @@
+"""Drives one request through the hook phases: upstream choice, both body pumps, retries, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols.errors import ErrorCode
+from protocols.messages import ResponseHead, strip_hop_by_hop
+
+from .accesslog import log_request
+from .altsvc import AltSvcPolicy
+from .errors import ErrorKind, ErrorSource, ProxyError
+from .forwarding import ForwardingPolicy
+from .hooks import ProxyHttp
+from .http import RequestHeader, ResponseHeader
+from .session import Session
+from .streamio import StreamIO
+from .upstream.peer import HttpPeer
+from .upstream.pool import UpstreamPool
+
+__all__ = ["ProxyServices", "run"]
+
+log = logging.getLogger("quicproxy.pipeline")
+
+
+@dataclass(slots=True)
+class ProxyServices:
+    """What every request of a server shares."""
+
+    pool: UpstreamPool = field(default_factory=UpstreamPool)
+    altsvc: AltSvcPolicy = field(default_factory=lambda: AltSvcPolicy(None))
+    forwarding: ForwardingPolicy = field(default_factory=ForwardingPolicy)
+    max_retries: int = 2
+
+
+async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) -> None:
+    """Serve one request to the end; never raises except for cancellation."""
+    ctx = proxy.new_ctx()
+    error: ProxyError | None = None
+    try:
+        await proxy.early_request_filter(session, ctx)
+        if not await proxy.request_filter(session, ctx):
+            await _proxy_with_retries(session, proxy, ctx, services)
+    except ProxyError as exc:
+        error = exc
+    except Exception as exc:
+        log.exception(
+            "hook or pipeline failure on %s %s", session.request.method, session.request.path
+        )
+        error = ProxyError(ErrorKind.INTERNAL, ErrorSource.INTERNAL, f"{type(exc).__name__}: {exc}")
+    try:
+        if error is not None:
+            session.error = error
+            await _fail(session, proxy, error, ctx)
+        await proxy.logging(session, error, ctx)
+    except ProxyError:
+        pass
+    except Exception:
+        log.exception("failure while failing request %s", session.request.path)
+    finally:
+        session.stream.close()
+        log_request(session, error)
+
+
+async def _fail(session: Session, proxy: ProxyHttp[Any], error: ProxyError, ctx: Any) -> None:
+    if error.kind is ErrorKind.DOWNSTREAM_GONE:
+        session.abort(ErrorCode.CANCEL)
+        return
+    if error.source is not ErrorSource.DOWNSTREAM:
+        log.warning(
+            "%s %s%s failed: %s",
+            session.request.method,
+            session.request.authority,
+            session.request.path,
+            error,
+        )
+    if session.response_started:
+        session.abort(ErrorCode.INTERNAL_ERROR)
+        return
+    try:
+        await proxy.fail_to_proxy(session, error, ctx)
+    except ProxyError:
+        session.abort(ErrorCode.INTERNAL_ERROR)
+
+
+async def _proxy_with_retries(
+    session: Session, proxy: ProxyHttp[Any], ctx: Any, services: ProxyServices
+) -> None:
+    attempt = 0
+    while True:
+        peer = await proxy.upstream_peer(session, ctx)
+        try:
+            await _proxy_once(session, proxy, ctx, peer, services)
+            return
+        except ProxyError as exc:
+            body_untouched = session.stream.body.received == session.stream.body.buffered
+            if (
+                exc.source is ErrorSource.UPSTREAM
+                and exc.retry
+                and attempt < services.max_retries
+                and not session.response_started
+                and body_untouched
+            ):
+                attempt += 1
+                log.info("retrying %s after: %s", session.request.path, exc)
+                continue
+            raise
+
+
+def _upstream_request(session: Session, services: ProxyServices) -> RequestHeader:
+    request = RequestHeader.from_head(session.request.to_head())
+    request.headers = strip_hop_by_hop(request.headers)
+    services.forwarding.apply(request, session.downstream, session.http_version)
+    return request
+
+
+async def _proxy_once(
+    session: Session,
+    proxy: ProxyHttp[Any],
+    ctx: Any,
+    peer: HttpPeer,
+    services: ProxyServices,
+) -> None:
+    conn, reused = await services.pool.acquire(peer)
+    session.upstream_address = peer.address
+    clean = False
+    upstream: StreamIO | None = None
+    body_task: asyncio.Task[None] | None = None
+    try:
+        await proxy.connected_to_upstream(session, peer, reused, ctx)
+        request = _upstream_request(session, services)
+        await proxy.upstream_request_filter(session, request, ctx)
+        upstream = conn.open_stream(request.to_head(), end_stream=not session.request_has_body)
+        upstream.informational = _informational_forwarder(session)
+        if session.request_has_body:
+            body_task = asyncio.create_task(_pump_request(session, upstream, proxy, ctx, peer))
+        try:
+            async with asyncio.timeout(peer.timeouts.read):
+                head = await upstream.response
+        except TimeoutError:
+            raise ProxyError.upstream(
+                ErrorKind.READ_TIMEOUT,
+                f"no response from {peer.address} within {peer.timeouts.read:g}s",
+                retry=False,
+            ) from None
+        except ProxyError as exc:
+            raise _no_retry_unless_reused(exc, reused) from None
+        await _pump_response(session, upstream, head, proxy, ctx, peer, services)
+        if body_task is not None:
+            await body_task
+        clean = upstream.local_ended and upstream.error is None
+    finally:
+        if body_task is not None and not body_task.done():
+            body_task.cancel()
+        if upstream is not None:
+            if not clean:
+                upstream.reset()
+            upstream.close()
+        services.pool.release(conn, clean)
+
+
+def _no_retry_unless_reused(error: ProxyError, reused: bool) -> ProxyError:
+    """A reused connection may have been closed by the upstream just as we sent: retry that."""
+    if error.source is ErrorSource.UPSTREAM and reused and error.kind is ErrorKind.UPSTREAM_RESET:
+        error.retry = True
+    return error
+
+
+def _informational_forwarder(session: Session) -> Any:
+    def forward(head: ResponseHead) -> None:
+        if head.status not in (100, 101):
+            session.write_informational(head.with_headers(strip_hop_by_hop(head.headers)))
+
+    return forward
+
+
+async def _pump_request(
+    session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, peer: HttpPeer
+) -> None:
+    """Request body: client -> request_body_filter -> upstream, credit released per chunk."""
+    body = session.stream.body
+    try:
+        while True:
+            chunk = await body.read()
+            if chunk is None:
+                break
+            out = await proxy.request_body_filter(session, chunk, False, ctx)
+            if out:
+                await upstream.send_data(out)
+            body.release(len(chunk))
+        tail = await proxy.request_body_filter(session, b"", True, ctx)
+        if tail:
+            await upstream.send_data(tail)
+        if body.trailers:
+            upstream.send_trailers(body.trailers)
+        else:
+            upstream.end()
+    except ProxyError as exc:
+        upstream.fail(exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        upstream.fail(ProxyError(ErrorKind.INTERNAL, ErrorSource.INTERNAL, repr(exc), retry=False))
+
+
+async def _pump_response(
+    session: Session,
+    upstream: StreamIO,
+    head: ResponseHead,
+    proxy: ProxyHttp[Any],
+    ctx: Any,
+    peer: HttpPeer,
+    services: ProxyServices,
+) -> None:
+    """Response: upstream -> filters -> Alt-Svc -> client, body chunks credited per chunk."""
+    response = ResponseHeader.from_head(head)
+    response.headers = strip_hop_by_hop(response.headers)
+    await proxy.upstream_response_filter(session, response, ctx)
+    services.altsvc.apply(response, session.downstream.protocol)
+    await proxy.response_filter(session, response, ctx)
+    body = upstream.body
+    if body.finished and body.trailers is None:
+        await session.write_response_head(response, end_stream=True)
+        return
+    await session.write_response_head(response)
+    while True:
+        try:
+            async with asyncio.timeout(peer.timeouts.read):
+                chunk = await body.read()
+        except TimeoutError:
+            raise ProxyError.upstream(
+                ErrorKind.READ_TIMEOUT,
+                f"{peer.address} sent nothing for {peer.timeouts.read:g}s mid-body",
+                retry=False,
+            ) from None
+        if chunk is None:
+            break
+        out = await proxy.response_body_filter(session, chunk, False, ctx)
+        if out:
+            await session.write_body(out)
+        body.release(len(chunk))
+    tail = await proxy.response_body_filter(session, b"", True, ctx)
+    if tail:
+        await session.write_body(tail)
+    trailers = body.trailers
+    if trailers:
+        trailers = await proxy.response_trailer_filter(session, trailers, ctx)
+    session.finish_response(trailers)

@@ -1,0 +1,94 @@
+"""The built-in, config-driven ProxyHttp: host and path routes, header rules, round robin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config, HeaderRules, RouteConfig, UpstreamConfig
+from .hooks import ProxyHttp
+from .http import HeaderMap, RequestHeader, ResponseHeader
+from .lb.selection import RoundRobin
+from .session import Session
+from .upstream.peer import HttpPeer, Timeouts
+
+__all__ = ["BuiltinProxy", "RouteCtx"]
+
+
+@dataclass(slots=True)
+class RouteCtx:
+    """Per-request state: the matched route."""
+
+    route: RouteConfig | None = None
+
+
+def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
+    timeouts = Timeouts(
+        connect=upstream.connect_timeout,
+        read=upstream.read_timeout,
+        write=upstream.write_timeout,
+        idle=upstream.idle_timeout,
+    )
+    return [
+        HttpPeer(
+            host=host,
+            port=port,
+            tls=upstream.tls,
+            sni=upstream.sni,
+            verify=upstream.verify,
+            ca_file=upstream.ca_file,
+            timeouts=timeouts,
+        )
+        for host, port in upstream.addresses
+    ]
+
+
+def _apply_rules(headers: HeaderMap, rules: HeaderRules) -> None:
+    for name in rules.remove:
+        headers.remove(name)
+    for name, value in rules.set:
+        headers.set(name, value)
+
+
+class BuiltinProxy(ProxyHttp[RouteCtx]):
+    """Routes each request to the upstream of the most specific matching route."""
+
+    def __init__(self, config: Config) -> None:
+        self.routes = sorted(config.routes, key=lambda r: (r.host is None, -len(r.path_prefix)))
+        self.balancers = {u.name: RoundRobin(_peers(u)) for u in config.upstreams}
+
+    def new_ctx(self) -> RouteCtx:
+        return RouteCtx()
+
+    def match(self, request: RequestHeader) -> RouteConfig | None:
+        """The first route whose host (if any) and path prefix match."""
+        host = request.host.lower()
+        path = request.path_only
+        for route in self.routes:
+            if route.host is not None and route.host != host:
+                continue
+            if path.startswith(route.path_prefix):
+                return route
+        return None
+
+    async def request_filter(self, session: Session, ctx: RouteCtx) -> bool:
+        ctx.route = self.match(session.request)
+        if ctx.route is None:
+            await session.respond(404, "404 Not Found: no route for this host and path\n")
+            return True
+        return False
+
+    async def upstream_peer(self, session: Session, ctx: RouteCtx) -> HttpPeer:
+        assert ctx.route is not None
+        return self.balancers[ctx.route.upstream].select()
+
+    async def upstream_request_filter(
+        self, session: Session, request: RequestHeader, ctx: RouteCtx
+    ) -> None:
+        if ctx.route is not None:
+            _apply_rules(request, ctx.route.request_headers)
+
+    async def response_filter(
+        self, session: Session, response: ResponseHeader, ctx: RouteCtx
+    ) -> None:
+        if ctx.route is not None:
+            _apply_rules(response, ctx.route.response_headers)

@@ -1,0 +1,284 @@
+"""Server lifecycle: listeners, dev certificates, graceful drain, signals and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .altsvc import AltSvcPolicy
+from .config import Config, ListenConfig, TlsConfig, parse_address
+from .devcerts import default_cert_dir, ensure_dev_certs
+from .forwarding import ForwardingPolicy
+from .frontend.base import FrontendLimits, RequestStarter
+from .frontend.quic import QuicListener
+from .frontend.tcp import DownstreamTcp, tcp_connection_factory
+from .hooks import ProxyHttp
+from .net.tcp import start_tcp_server
+from .net.tls import server_context
+from .pipeline import ProxyServices
+from .proxy import BuiltinProxy
+from .upstream.pool import UpstreamPool
+
+__all__ = ["ProxyServer", "announce", "configure_logging", "serve", "serve_proxy"]
+
+log = logging.getLogger("quicproxy.server")
+
+
+class ProxyServer:
+    """Everything one worker runs: TCP and QUIC listeners sharing one proxy and one pool."""
+
+    def __init__(
+        self, config: Config, proxy: ProxyHttp[Any] | None = None, *, reuse_port: bool = False
+    ) -> None:
+        self.config = config
+        self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config)
+        self.reuse_port = reuse_port
+        self.limits = FrontendLimits(
+            idle_timeout=config.limits.idle_timeout,
+            write_timeout=config.limits.write_timeout,
+            stream_buffer=config.limits.stream_buffer,
+            max_concurrent_streams=config.limits.max_concurrent_streams,
+            max_header_size=config.limits.max_header_size,
+        )
+        h3_ports = [item.port for item in config.listen if item.quic]
+        self.altsvc = AltSvcPolicy(
+            h3_ports[0] if h3_ports and config.alt_svc.enabled else None,
+            config.alt_svc.max_age,
+        )
+        fwd = config.forwarding
+        self.services = ProxyServices(
+            pool=UpstreamPool(),
+            altsvc=self.altsvc,
+            forwarding=ForwardingPolicy(
+                fwd.trusted_proxies, fwd.via, fwd.x_forwarded, fwd.forwarded
+            ),
+        )
+        self.starter = RequestStarter(self.proxy, self.services)
+        self.tcp_servers: list[asyncio.Server] = []
+        self.quic_listeners: list[QuicListener] = []
+        self.tcp_connections: set[DownstreamTcp] = set()
+        self.addresses: list[tuple[str, int, bool]] = []  # host, port, quic
+
+    def _certificate(self) -> tuple[Any, Any]:
+        tls = self.config.tls
+        if tls.cert is not None and tls.key is not None:
+            return tls.cert, tls.key
+        certs = ensure_dev_certs(tls.dev_cert_dir or default_cert_dir())
+        return certs.cert, certs.key
+
+    async def start(self) -> None:
+        """Bind every listener; a port of 0 binds TCP and UDP to one free port number."""
+        cert, key = self._certificate()
+        tls_context = server_context(cert, key, ["h2", "http/1.1"])
+        for item in self.config.listen:
+            port = await self._listen(item, tls_context, cert, key)
+            self.addresses.append((item.host, port, item.quic))
+            protocols = (
+                "h3, h2, http/1.1" if item.quic else ("h2, http/1.1" if item.tls else "http/1.1")
+            )
+            log.info("listening on %s port %d (%s)", item.host, port, protocols)
+        if self.altsvc.h3_port == 0:
+            self.altsvc.h3_port = next(port for _, port, quic in self.addresses if quic)
+
+    async def _listen(self, item: ListenConfig, tls_context: Any, cert: Any, key: Any) -> int:
+        factory = tcp_connection_factory(self.starter, self.limits, item.tls, self.tcp_connections)
+        for _ in range(10 if item.port == 0 else 1):
+            tcp = await start_tcp_server(
+                item.host,
+                item.port,
+                factory,
+                ssl_context=tls_context if item.tls else None,
+                reuse_port=self.reuse_port,
+            )
+            port = int(tcp.sockets[0].getsockname()[1])
+            if not item.quic:
+                self.tcp_servers.append(tcp)
+                return port
+            try:
+                quic = await QuicListener.start(
+                    item.host,
+                    port,
+                    self.starter,
+                    self.limits,
+                    cert,
+                    key,
+                    reuse_port=self.reuse_port,
+                )
+            except OSError:
+                tcp.close()
+                if item.port != 0:
+                    raise
+                continue
+            self.tcp_servers.append(tcp)
+            self.quic_listeners.append(quic)
+            return port
+        raise OSError(f"no port free for both TCP and UDP on {item.host}")
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish within ``grace`` seconds, then stop."""
+        self.altsvc.draining = True
+        for tcp in self.tcp_servers:
+            tcp.close()
+        for quic in self.quic_listeners:
+            quic.stop_accepting()
+        for conn in list(self.tcp_connections):
+            conn.close()
+        if self.starter.tasks:
+            await asyncio.wait(set(self.starter.tasks), timeout=grace)
+        if self.starter.in_flight:
+            log.warning("grace period over: cancelling %d requests", self.starter.in_flight)
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop everything now."""
+        for tcp in self.tcp_servers:
+            tcp.close()
+        await self.starter.cancel_all()
+        for conn in list(self.tcp_connections):
+            conn.close_transport()
+        for quic in self.quic_listeners:
+            quic.close()
+        self.services.pool.close()
+
+
+def configure_logging(level: str, access_log: bool = True) -> None:
+    """Log to stderr; the access log goes through the ``quicproxy.access`` logger."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("quicproxy.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    logging.getLogger("quic").setLevel(logging.WARNING)
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve_one(
+    make_server: Callable[[bool], Awaitable[ProxyServer]],
+    reuse_port: bool,
+    grace: float,
+    ready: Callable[[ProxyServer], None] | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = await make_server(reuse_port)
+    await server.start()
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    log.info("stopping: draining for up to %gs", grace)
+    await server.drain(grace)
+
+
+def serve(
+    make_server: Callable[[bool], Awaitable[ProxyServer]],
+    *,
+    workers: int = 1,
+    grace: float = 10.0,
+    ready: Callable[[ProxyServer], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; with ``workers`` > 1, fork that many processes sharing the ports
+    through SO_REUSEPORT and restart any that dies. Returns the exit status."""
+    _install_uvloop()
+    if workers <= 1:
+        asyncio.run(_serve_one(make_server, False, grace, ready))
+        return 0
+    return _supervise(make_server, workers, grace, ready)
+
+
+def _supervise(
+    make_server: Callable[[bool], Awaitable[ProxyServer]],
+    workers: int,
+    grace: float,
+    ready: Callable[[ProxyServer], None] | None,
+) -> int:
+    stopping = False
+    children: dict[int, int] = {}
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                asyncio.run(_serve_one(make_server, True, grace, ready if index == 0 else None))
+            except BaseException:
+                log.exception("worker %d failed", index)
+                code = 1
+            os._exit(code)
+        children[pid] = index
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for index in range(workers):
+        spawn(index)
+    log.info("started %d workers", workers)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, 0)
+        if not stopping:
+            log.warning("worker %d (pid %d) exited with status %d: restarting", index, pid, status)
+            spawn(index)
+    return 0
+
+
+def serve_proxy(
+    make_proxy: Callable[[], ProxyHttp[Any]],
+    listen: Sequence[str] = ("127.0.0.1:8443",),
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    workers: int = 1,
+    log_level: str = "info",
+) -> int:
+    """Run a user's ProxyHttp on ``listen`` addresses (TCP+TLS and QUIC on each) until stopped.
+
+    ``make_proxy`` is called once per worker process. Without ``cert``/``key`` the development
+    certificates are used (created if missing).
+    """
+    configure_logging(log_level)
+    listeners = []
+    for text in listen:
+        host, port = parse_address(text)
+        listeners.append(ListenConfig(host, port, True, True))
+    config = Config(listen=tuple(listeners), upstreams=(), routes=(), tls=TlsConfig(cert, key))
+
+    async def make_server(reuse_port: bool) -> ProxyServer:
+        return ProxyServer(config, make_proxy(), reuse_port=reuse_port)
+
+    return serve(make_server, workers=workers, grace=10.0, ready=announce)
+
+
+def announce(server: ProxyServer) -> None:
+    """Print where the proxy answers, on stdout, once it listens."""
+    for host, port, quic in server.addresses:
+        shown = f"[{host}]" if ":" in host else host
+        protocols = "h3, h2, http/1.1" if quic else "h2, http/1.1"
+        print(f"quicproxy ready: https://{shown}:{port}/ ({protocols})", flush=True)

@@ -1,0 +1,138 @@
+"""Session: one downstream request, its body reader, its response writer and the client's facts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols.errors import ErrorCode
+from protocols.messages import Headers, RequestHead, ResponseHead
+
+from .errors import ErrorKind, ProxyError
+from .http import RequestHeader, ResponseHeader
+from .streamio import StreamIO
+
+__all__ = ["DownstreamInfo", "Session"]
+
+
+@dataclass(slots=True)
+class DownstreamInfo:
+    """What the proxy knows about the client connection."""
+
+    protocol: str  # "http/1.1", "h2", "h3" or "hq-interop"
+    client_address: tuple[str, int]
+    server_address: tuple[str, int]
+    tls: bool
+    sni: str | None = None
+    alpn: str | None = None
+    early_data: bool = False
+    quic: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        """``https`` over TLS or QUIC, else ``http``."""
+        return "https" if self.tls else "http"
+
+
+class Session:
+    """One request/response exchange with the client, as the pipeline and hooks drive it."""
+
+    def __init__(
+        self, stream: StreamIO, head: RequestHead, downstream: DownstreamInfo, end_stream: bool
+    ) -> None:
+        self.stream = stream
+        self.original_head = head
+        self.request = RequestHeader.from_head(head)
+        self.downstream = downstream
+        self.request_has_body = not end_stream
+        self.started = time.monotonic()
+        self.response_status: int | None = None
+        self.response_started = False
+        self.response_finished = False
+        self.bytes_out = 0
+        self.upstream_address: str | None = None
+        self.error: ProxyError | None = None
+
+    @property
+    def http_version(self) -> bytes:
+        """The client's HTTP version (``1.1``, ``2``, ``3``)."""
+        return self.original_head.http_version
+
+    @property
+    def bytes_in(self) -> int:
+        """Request body bytes received so far."""
+        return self.stream.body.received
+
+    async def read_body(self) -> bytes | None:
+        """The next request body chunk (already credited back), or None at the end."""
+        chunk = await self.stream.body.read()
+        if chunk is not None:
+            self.stream.body.release(len(chunk))
+        return chunk
+
+    @property
+    def request_trailers(self) -> Headers | None:
+        """Request trailers, once the body has ended."""
+        return self.stream.body.trailers
+
+    async def write_response_head(
+        self, response: ResponseHeader | ResponseHead, end_stream: bool = False
+    ) -> None:
+        """Send the final response head."""
+        head = response.to_head() if isinstance(response, ResponseHeader) else response
+        self.stream._check()
+        self.response_status = head.status
+        self.response_started = True
+        self.stream.driver.adapter.send_response(self.stream.stream_id, head, end_stream)
+        self.stream.driver.schedule_flush()
+        if end_stream:
+            self.stream.local_ended = True
+            self.response_finished = True
+
+    def write_informational(self, head: ResponseHead) -> None:
+        """Send a 1xx response."""
+        if not self.response_started and not self.stream.driver.closed:
+            self.stream.driver.adapter.send_informational(self.stream.stream_id, head)
+            self.stream.driver.schedule_flush()
+
+    async def write_body(self, data: bytes) -> None:
+        """Send response body bytes, waiting while the client is slow."""
+        await self.stream.send_data(data)
+        self.bytes_out += len(data)
+
+    def finish_response(self, trailers: Headers | None = None) -> None:
+        """End the response, with trailers where the client's protocol carries them."""
+        if trailers:
+            self.stream.send_trailers(trailers)
+        else:
+            self.stream.end()
+        self.response_finished = True
+
+    async def respond(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Headers | None = None,
+    ) -> None:
+        """Answer the whole request at once (for hooks that do not proxy)."""
+        data = body.encode() if isinstance(body, str) else body
+        fields: Headers = list(headers or [])
+        if data or status not in (204, 304):
+            fields.append((b"content-type", content_type.encode("latin-1")))
+            fields.append((b"content-length", str(len(data)).encode()))
+        await self.write_response_head(ResponseHead(status, fields), end_stream=not data)
+        if data:
+            await self.write_body(data)
+            self.finish_response()
+
+    def abort(self, code: ErrorCode = ErrorCode.INTERNAL_ERROR) -> None:
+        """Give up on the response: reset the stream (h2/h3) or close the connection (h1)."""
+        self.stream.reset(code)
+
+    def check_alive(self) -> None:
+        """Raise if the client went away."""
+        if self.stream.error is not None and self.stream.error.kind is ErrorKind.DOWNSTREAM_GONE:
+            raise self.stream.error

@@ -1,0 +1,105 @@
+"""TcpDriver: a ConnectionDriver over a TCP/TLS byte stream, for the h1 and h2 adapters."""
+
+from __future__ import annotations
+
+import asyncio
+
+from protocols.base import StreamSender
+from protocols.errors import ErrorCode
+from protocols.events import ConnectionClosed
+
+from .errors import ErrorSource
+from .net.tcp import ByteStream
+from .streamio import ConnectionDriver
+
+__all__ = ["TcpDriver"]
+
+
+class TcpDriver(ConnectionDriver):
+    """Feeds socket bytes to the adapter and writes its output; closes after ``idle_timeout``
+    seconds without any open stream or received byte."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        adapter: StreamSender,
+        *,
+        peer_side: ErrorSource,
+        write_timeout: float,
+        idle_timeout: float,
+        pause_on_buffer: bool,
+        stream_buffer: int = 256 * 1024,
+    ) -> None:
+        super().__init__(
+            adapter,
+            peer_side=peer_side,
+            write_timeout=write_timeout,
+            pause_on_buffer=pause_on_buffer,
+            stream_buffer=stream_buffer,
+        )
+        self.stream = stream
+        self.idle_timeout = idle_timeout
+        self.last_activity = self.loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._arm_idle_timer(idle_timeout)
+
+    # -- Receiver callbacks -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        self.handle_events(self.adapter.receive_data(data))
+
+    def eof_received(self) -> None:
+        self.handle_events(self.adapter.receive_data(b""))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self.connection_failed(f"connection lost: {exc}" if exc else "connection closed")
+        self.on_lost()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self.wake_writers()
+
+    # -- ConnectionDriver ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        self.stream.write(self.adapter.data_to_send())
+        events = self.adapter.next_events()
+        if events:
+            self.handle_events(events)
+
+    def close_transport(self) -> None:
+        self.stream.close()
+
+    def set_reading(self, enabled: bool) -> None:
+        self.stream.set_reading(enabled)
+
+    def on_lost(self) -> None:
+        """The socket is gone; subclasses drop their references."""
+
+    def close(self, code: ErrorCode = ErrorCode.NO_ERROR) -> None:
+        """Say goodbye at the protocol level (GOAWAY / Connection: close), then close when idle."""
+        self.adapter.close(code)
+        self.going_away = True
+        self.flush()
+        if not self.streams:
+            self.handle_events([ConnectionClosed(code, "closing")])
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        self._idle_timer = self.loop.call_later(max(delay, 0.05), self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self.closed:
+            return
+        idle_for = self.loop.time() - self.last_activity
+        if not self.streams and idle_for >= self.idle_timeout:
+            self.close()
+            self.close_transport()
+            return
+        busy = bool(self.streams)
+        self._arm_idle_timer(self.idle_timeout if busy else self.idle_timeout - idle_for)

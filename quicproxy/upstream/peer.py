@@ -1,0 +1,69 @@
+"""HttpPeer: where and how to reach one upstream; its key decides which connections it shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["HttpPeer", "PeerKey", "Timeouts"]
+
+PeerKey = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Upstream timeouts in seconds."""
+
+    connect: float = 5.0
+    read: float = 60.0
+    write: float = 60.0
+    idle: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPeer:
+    """One upstream address with its TLS and protocol settings.
+
+    ``protocol`` is ``h1`` for now; h2, h3 and auto-discovery come with the pool manager.
+    """
+
+    host: str
+    port: int
+    tls: bool = False
+    sni: str | None = None
+    protocol: str = "h1"
+    verify: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeouts: Timeouts = Timeouts()
+
+    def key(self) -> PeerKey:
+        """Two peers share connections if and only if their keys are equal."""
+        return (
+            self.host,
+            self.port,
+            self.tls,
+            self.server_name,
+            self.protocol,
+            self.verify,
+            self.ca_file,
+            self.client_cert,
+            self.client_key,
+        )
+
+    @property
+    def server_name(self) -> str | None:
+        """The SNI to send: ``sni`` or the host, for TLS peers."""
+        return (self.sni or self.host) if self.tls else None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for logs (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` or ``http``."""
+        return "https" if self.tls else "http"

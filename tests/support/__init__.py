@@ -1,0 +1,1 @@
+"""Shared helpers for the integration tests: real processes, real clients, loopback only."""

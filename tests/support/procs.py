@@ -1,0 +1,167 @@
+"""Start real processes (the proxy, origins) and real clients (curl, ngtcp2, curl_cffi)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quicproxy.demo import DemoOrigin
+
+PATTERN = bytes(range(256)) * 256
+CURL = shutil.which("curl")
+GTLSCLIENT = shutil.which("gtlsclient")
+ROOT = Path(__file__).resolve().parents[2]
+READY = re.compile(r"quicproxy ready: https://(\S+):(\d+)/")
+
+
+def pattern_sha256(size: int) -> str:
+    """The sha256 of the demo origin's ``/bytes/N`` content."""
+    digest = hashlib.sha256()
+    full, rest = divmod(size, len(PATTERN))
+    for _ in range(full):
+        digest.update(PATTERN)
+    digest.update(PATTERN[:rest])
+    return digest.hexdigest()
+
+
+class ThreadedOrigin:
+    """A DemoOrigin on its own event loop in a thread, so sync tests can use it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.origin = DemoOrigin("127.0.0.1", 0)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedOrigin:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.origin.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.origin.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    @property
+    def port(self) -> int:
+        return self.origin.port
+
+
+@dataclass
+class ProxyProcess:
+    """A running ``quicproxy`` subprocess and what it printed."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+
+    def rss_kib(self) -> int:
+        """Resident memory of the proxy process, in KiB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+)", status)
+        return int(match.group(1)) if match else 0
+
+    def log_text(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def _pump(stream: object, lines: list[str]) -> None:
+    assert hasattr(stream, "readline")
+    for line in iter(stream.readline, ""):
+        lines.append(line)
+
+
+@contextlib.contextmanager
+def run_proxy(args: list[str], *, env: dict[str, str] | None = None) -> Iterator[ProxyProcess]:
+    """Start ``python -m quicproxy ARGS`` and wait for its ready line (30 s at most)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quicproxy", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 30
+    port = 0
+    while time.monotonic() < deadline and not port:
+        for line in list(lines):
+            match = READY.search(line)
+            if match:
+                port = int(match.group(2))
+                break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    handle = ProxyProcess(proc, port, lines)
+    try:
+        if not port:
+            raise RuntimeError("proxy did not start:\n" + "".join(lines))
+        yield handle
+    finally:
+        handle.stop()
+        reader.join(5)
+
+
+def write_config(path: Path, origin_port: int, *, extra: str = "", cert_dir: Path) -> Path:
+    """A config listening on 127.0.0.1:0 (TCP+TLS, QUIC) and a cleartext port, to one origin."""
+    path.write_text(
+        f"""
+[server]
+workers = 1
+grace_period = 3
+
+[tls]
+dev_cert_dir = "{cert_dir}"
+
+[[listen]]
+address = "127.0.0.1:0"
+
+[[upstream]]
+name = "origin"
+addresses = ["http://127.0.0.1:{origin_port}"]
+read_timeout = 5
+
+[[route]]
+upstream = "origin"
+{extra}
+"""
+    )
+    return path
+
+
+def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """Debian's curl, never through a proxy, verifying nothing (-k)."""
+    assert CURL is not None
+    return subprocess.run(
+        [CURL, "-sS", "-k", "--noproxy", "*", "--max-time", str(timeout), *args],
+        capture_output=True,
+        timeout=timeout + 10,
+    )
