@@ -95,11 +95,15 @@ def _pump(stream: object, lines: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def run_proxy(args: list[str], *, env: dict[str, str] | None = None) -> Iterator[ProxyProcess]:
-    """Start ``python -m quicproxy ARGS`` and wait for its ready line (30 s at most)."""
+def run_proxy(
+    args: list[str], *, env: dict[str, str] | None = None, script: Path | None = None
+) -> Iterator[ProxyProcess]:
+    """Start ``python -m quicproxy ARGS`` (or ``python SCRIPT ARGS``) and wait for its ready line
+    (30 s at most); SIGTERM it on exit."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    command = [sys.executable, str(script)] if script else [sys.executable, "-m", "quicproxy"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quicproxy", *args],
+        [*command, *args],
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.PIPE,
