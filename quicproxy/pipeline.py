@@ -147,7 +147,7 @@ async def _proxy_once(
                 retry=False,
             ) from None
         except ProxyError as exc:
-            raise _no_retry_unless_reused(exc, reused) from None
+            raise _retry_if_stale(exc, reused, session.request.method) from None
         await _pump_response(session, upstream, head, proxy, ctx, peer, services)
         if body_task is not None:
             await body_task
@@ -162,9 +162,14 @@ async def _proxy_once(
         services.pool.release(conn, clean)
 
 
-def _no_retry_unless_reused(error: ProxyError, reused: bool) -> ProxyError:
-    """A reused connection may have been closed by the upstream just as we sent: retry that."""
-    if error.source is ErrorSource.UPSTREAM and reused and error.kind is ErrorKind.UPSTREAM_RESET:
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def _retry_if_stale(error: ProxyError, reused: bool, method: str) -> ProxyError:
+    """A reused connection may have been closed by the upstream just as we sent: an idempotent
+    request may go again."""
+    stale = reused and error.kind in (ErrorKind.UPSTREAM_RESET, ErrorKind.UPSTREAM_PROTOCOL)
+    if error.source is ErrorSource.UPSTREAM and stale and method in _IDEMPOTENT:
         error.retry = True
     return error
 
