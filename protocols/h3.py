@@ -240,9 +240,15 @@ class _QuicAdapter:
         return st.visible and not st.send_done
 
     def _maybe_close(self) -> None:
+        if not self._closing or self._terminated:
+            return
         busy = any(self._in_flight(st) for st in self._streams.values())
-        if self._closing and not self._terminated and not busy:
+        if not busy and not quic_compat.unacknowledged_data(self.quic):
             self.quic.close(error_code=ErrorCode.NO_ERROR.h3_code)
+
+    def poll(self) -> None:
+        """Call after each received datagram: a graceful close waits for the last ACKs."""
+        self._maybe_close()
 
     def _send(self, stream_id: int, action: Callable[[], None], ends: bool) -> None:
         st = self._streams.get(stream_id)

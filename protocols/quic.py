@@ -99,6 +99,8 @@ class QuicServerConnection:
         """Feed one datagram; return the events it produced (plus CapacityAvailable(None))."""
         self.quic.receive_datagram(data, addr, now)
         events = self._drain()
+        if self.adapter is not None:
+            self.adapter.poll()
         events.append(CapacityAvailable(None))  # ACKs may have freed send buffer space
         return events
 

@@ -44,6 +44,7 @@ __all__ = [
     "peer_bidi_stream_credit",
     "smoothed_rtt",
     "stream_send_buffered",
+    "unacknowledged_data",
 ]
 
 TESTED_AIOQUIC_VERSIONS = frozenset({"1.7.2"})
@@ -59,6 +60,21 @@ def stream_send_buffered(quic: QuicConnection, stream_id: int) -> int:
     if sender.is_finished or sender._reset_error_code is not None:
         return 0
     return len(sender._buffer)
+
+
+def unacknowledged_data(quic: QuicConnection) -> bool:
+    """True while some stream holds sent-but-unacknowledged data or an unacknowledged FIN.
+
+    aioquic's ``close()`` discards everything still queued, so a graceful close waits for this
+    to turn False.
+    """
+    for stream in quic._streams.values():
+        sender = stream.sender
+        if sender.is_finished or sender._reset_error_code is not None:
+            continue
+        if sender._buffer or sender._buffer_fin is not None:
+            return True
+    return False
 
 
 def peer_bidi_stream_credit(quic: QuicConnection) -> int:
@@ -400,7 +416,9 @@ def check_compat() -> None:
     stream = QuicStream(stream_id=0, max_stream_data_local=1, max_stream_data_remote=1)
     missing += _missing(stream, ["max_stream_data_local", "receiver", "sender"])
     missing += _missing(stream.receiver, ["highest_offset", "is_finished"])
-    missing += _missing(stream.sender, ["_buffer", "_reset_error_code", "is_finished"])
+    missing += _missing(
+        stream.sender, ["_buffer", "_buffer_fin", "_reset_error_code", "is_finished"]
+    )
     missing += _missing(tls.Context, ["_server_handle_hello"])
     missing += _missing(tls, ["pull_client_hello"])
     missing += _missing(

@@ -36,6 +36,7 @@ class BodyChannel:
         self.low_water = low_water
         self.buffered = 0
         self.received = 0
+        self.taken = 0
         self.trailers: Headers | None = None
         self._ended = False
         self._error: BaseException | None = None
@@ -85,7 +86,9 @@ class BodyChannel:
         """The next chunk, or None at the end. Call ``release`` once the chunk moved on."""
         while True:
             if self._chunks:
-                return self._chunks.popleft()
+                chunk = self._chunks.popleft()
+                self.taken += len(chunk)
+                return chunk
             if self._error is not None:
                 raise self._error
             if self._ended:

@@ -96,7 +96,7 @@ async def _proxy_with_retries(
             await _proxy_once(session, proxy, ctx, peer, services)
             return
         except ProxyError as exc:
-            body_untouched = session.stream.body.received == session.stream.body.buffered
+            body_untouched = session.stream.body.taken == 0
             if (
                 exc.source is ErrorSource.UPSTREAM
                 and exc.retry
