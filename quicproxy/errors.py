@@ -16,21 +16,41 @@ class ErrorSource(enum.Enum):
 
 
 class ErrorKind(enum.Enum):
-    """What failed; the value is the status a client sees when nothing was sent to it yet."""
+    """What failed; ``status`` is what a client sees when nothing was sent to it yet."""
 
-    CONNECT_REFUSED = 502
-    CONNECT_TIMEOUT = 504
-    TLS_HANDSHAKE = 502
-    UPSTREAM_RESET = 502
-    UPSTREAM_PROTOCOL = 502
-    READ_TIMEOUT = 504
-    WRITE_TIMEOUT = 504
-    NO_UPSTREAM = 503
-    DOWNSTREAM_GONE = 499
-    DOWNSTREAM_PROTOCOL = 400
-    BODY_TOO_LARGE = 413
-    INTERNAL = 500
+    CONNECT_REFUSED = "connect_refused"
+    CONNECT_TIMEOUT = "connect_timeout"
+    TLS_HANDSHAKE = "tls_handshake"
+    UPSTREAM_RESET = "upstream_reset"
+    UPSTREAM_PROTOCOL = "upstream_protocol"
+    READ_TIMEOUT = "read_timeout"
+    WRITE_TIMEOUT = "write_timeout"
+    NO_UPSTREAM = "no_upstream"
+    DOWNSTREAM_GONE = "downstream_gone"
+    DOWNSTREAM_PROTOCOL = "downstream_protocol"
+    BODY_TOO_LARGE = "body_too_large"
+    INTERNAL = "internal"
 
+    @property
+    def status(self) -> int:
+        """The HTTP status for this kind of failure."""
+        return _STATUS[self]
+
+
+_STATUS = {
+    ErrorKind.CONNECT_REFUSED: 502,
+    ErrorKind.CONNECT_TIMEOUT: 504,
+    ErrorKind.TLS_HANDSHAKE: 502,
+    ErrorKind.UPSTREAM_RESET: 502,
+    ErrorKind.UPSTREAM_PROTOCOL: 502,
+    ErrorKind.READ_TIMEOUT: 504,
+    ErrorKind.WRITE_TIMEOUT: 504,
+    ErrorKind.NO_UPSTREAM: 503,
+    ErrorKind.DOWNSTREAM_GONE: 499,
+    ErrorKind.DOWNSTREAM_PROTOCOL: 400,
+    ErrorKind.BODY_TOO_LARGE: 413,
+    ErrorKind.INTERNAL: 500,
+}
 
 _ALWAYS_RETRY = frozenset({ErrorKind.CONNECT_REFUSED, ErrorKind.CONNECT_TIMEOUT})
 
@@ -56,7 +76,7 @@ class ProxyError(Exception):
         self.source = source
         self.message = message
         self.retry = kind in _ALWAYS_RETRY if retry is None else retry
-        self.status = kind.value if status is None else status
+        self.status = kind.status if status is None else status
 
     @classmethod
     def upstream(cls, kind: ErrorKind, message: str, *, retry: bool | None = None) -> ProxyError:
@@ -69,4 +89,4 @@ class ProxyError(Exception):
         return cls(kind, ErrorSource.DOWNSTREAM, message, retry=False)
 
     def __str__(self) -> str:
-        return f"{self.source.value} {self.kind.name.lower()}: {self.message}"
+        return f"{self.source.value} {self.kind.value}: {self.message}"

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import http
 import logging
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -202,9 +203,12 @@ def _reason(status: int) -> bytes:
 class DemoOrigin:
     """A small HTTP/1.1 origin for demos and tests; see `routes.py` for what it serves."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self._port = port
+        self.ssl_context = ssl_context
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests_seen: list[SeenRequest] = []
@@ -218,13 +222,14 @@ class DemoOrigin:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{host}:{self._port}"
 
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("DemoOrigin already started")
         self._server = await asyncio.start_server(
-            self._serve, self.host, self._port, limit=READ_SIZE
+            self._serve, self.host, self._port, limit=READ_SIZE, ssl=self.ssl_context
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
 

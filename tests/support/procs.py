@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -39,9 +40,9 @@ def pattern_sha256(size: int) -> str:
 class ThreadedOrigin:
     """A DemoOrigin on its own event loop in a thread, so sync tests can use it."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.origin = DemoOrigin("127.0.0.1", 0)
+        self.origin = DemoOrigin("127.0.0.1", 0, ssl_context)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> ThreadedOrigin:
