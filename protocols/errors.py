@@ -18,7 +18,7 @@ class ErrorCode(enum.Enum):
     PROTOCOL_ERROR = (0x1, 0x101, 400)
     INTERNAL_ERROR = (0x2, 0x102, 500)
     FLOW_CONTROL_ERROR = (0x3, 0x103, 0)
-    STREAM_CLOSED = (0x5, 0x104, 0)
+    STREAM_CLOSED = (0x5, 0x102, 0)  # HTTP/3 has no such code: H3_INTERNAL_ERROR
     FRAME_SIZE_ERROR = (0x6, 0x106, 400)
     REFUSED_STREAM = (0x7, 0x10B, 503)
     CANCEL = (0x8, 0x10C, 0)

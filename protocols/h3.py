@@ -7,7 +7,8 @@ is ``stream_buffer`` minus the bytes aioquic still holds unacknowledged for the 
 
 ``close(NO_ERROR)`` sends GOAWAY (through ``quic_compat``: aioquic has no public API for it),
 refuses streams at or above its id with H3_REQUEST_REJECTED and closes the QUIC connection with
-H3_NO_ERROR once every request the owner saw has been answered. Any other code closes at once.
+H3_NO_ERROR once every request the owner saw is answered and acknowledged (aioquic's ``close``
+drops queued data, hence ``poll()`` after each datagram). Any other code closes at once.
 """
 
 from __future__ import annotations

@@ -165,7 +165,9 @@ class GatedQuicConnection(QuicConnection):
     def consumed(self, stream_id: int, amount: int) -> None:
         """Report ``amount`` more stream bytes as consumed; credit follows on the next send."""
         gate = self._gates.get(stream_id)
-        if gate is None and self._auto_gated(stream_id) and stream_id in self._streams:
+        stream = self._streams.get(stream_id)
+        open_stream = stream is not None and not stream.receiver.is_finished
+        if gate is None and open_stream and self._auto_gated(stream_id):
             gate = self._gates[stream_id] = _Gate(self._stream_window or 0)
         if gate is not None and amount > 0:
             gate.consumed += amount
@@ -202,12 +204,13 @@ class GatedQuicConnection(QuicConnection):
     ) -> None:
         stream_id = stream.stream_id
         gate = None if stream_id is None else self._gates.get(stream_id)
-        if gate is None and stream_id is not None and self._auto_gated(stream_id):
+        finished = stream.receiver.is_finished
+        if gate is None and stream_id is not None and not finished and self._auto_gated(stream_id):
             gate = self._gates[stream_id] = _Gate(self._stream_window or 0)
         if gate is None or stream_id is None:
             super()._write_stream_limits(builder=builder, space=space, stream=stream)
             return
-        if stream.receiver.is_finished:
+        if finished:
             # Everything up to the final size arrived or the stream was reset: no more credit.
             del self._gates[stream_id]
             self._gate_version += 1

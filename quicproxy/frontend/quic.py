@@ -152,6 +152,10 @@ class QuicListener:
         datagrams = conn.datagrams_to_send(now)
         if datagrams and self.endpoint is not None:
             self.endpoint.send(datagrams)
+        events = conn.pending_events()
+        driver = self.drivers.get(conn)
+        if events and driver is not None:
+            driver.handle_events(events)
         if conn.closed:
             self._forget(conn)
             return
