@@ -189,8 +189,11 @@ class QuicListener:
         self.router.remove(conn)
 
     def stop_accepting(self) -> None:
-        """Refuse new connections; existing ones go on (draining)."""
+        """Refuse new connections; tell existing ones with GOAWAY and let their requests finish."""
         self.accepting = False
+        for conn, driver in list(self.drivers.items()):
+            driver.adapter.close(ErrorCode.NO_ERROR)
+            self.schedule_transmit(conn)
 
     @property
     def connection_count(self) -> int:
