@@ -154,6 +154,8 @@ class H1ServerAdapter(_H1Base):
 
     def _drain(self) -> list[Event]:
         events: list[Event] = []
+        if self._conn.their_state is h11.ERROR:
+            return events  # the error was reported once already
         while True:
             try:
                 event = self._conn.next_event()

@@ -87,6 +87,7 @@ class LimitsConfig:
 
     idle_timeout: float = 75.0
     write_timeout: float = 60.0
+    client_body_timeout: float = 60.0
     max_concurrent_streams: int = 100
     stream_buffer: int = 256 * 1024
     max_header_size: int = 64 * 1024
@@ -408,6 +409,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     limits = LimitsConfig(
         idle_timeout=lim.number("idle_timeout", 75.0, minimum=0.1),
         write_timeout=lim.number("write_timeout", 60.0, minimum=0.1),
+        client_body_timeout=lim.number("client_body_timeout", 60.0, minimum=0.1),
         max_concurrent_streams=lim.integer("max_concurrent_streams", 100, minimum=1, maximum=1000),
         stream_buffer=lim.integer("stream_buffer", 256 * 1024, minimum=16384, maximum=2**26),
         max_header_size=lim.integer("max_header_size", 64 * 1024, minimum=4096, maximum=2**20),

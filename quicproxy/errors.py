@@ -28,6 +28,7 @@ class ErrorKind(enum.Enum):
     NO_UPSTREAM = "no_upstream"
     DOWNSTREAM_GONE = "downstream_gone"
     DOWNSTREAM_PROTOCOL = "downstream_protocol"
+    DOWNSTREAM_TIMEOUT = "downstream_timeout"
     BODY_TOO_LARGE = "body_too_large"
     INTERNAL = "internal"
 
@@ -48,6 +49,7 @@ _STATUS = {
     ErrorKind.NO_UPSTREAM: 503,
     ErrorKind.DOWNSTREAM_GONE: 499,
     ErrorKind.DOWNSTREAM_PROTOCOL: 400,
+    ErrorKind.DOWNSTREAM_TIMEOUT: 408,
     ErrorKind.BODY_TOO_LARGE: 413,
     ErrorKind.INTERNAL: 500,
 }

@@ -34,6 +34,7 @@ class ProxyServices:
     altsvc: AltSvcPolicy = field(default_factory=lambda: AltSvcPolicy(None))
     forwarding: ForwardingPolicy = field(default_factory=ForwardingPolicy)
     max_retries: int = 2
+    client_body_timeout: float = 60.0
 
 
 async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) -> None:
@@ -136,16 +137,11 @@ async def _proxy_once(
         upstream = conn.open_stream(request.to_head(), end_stream=not session.request_has_body)
         upstream.informational = _informational_forwarder(session)
         if session.request_has_body:
-            body_task = asyncio.create_task(_pump_request(session, upstream, proxy, ctx, peer))
+            body_task = asyncio.create_task(
+                _pump_request(session, upstream, proxy, ctx, services.client_body_timeout)
+            )
         try:
-            async with asyncio.timeout(peer.timeouts.read):
-                head = await upstream.response
-        except TimeoutError:
-            raise ProxyError.upstream(
-                ErrorKind.READ_TIMEOUT,
-                f"no response from {peer.address} within {peer.timeouts.read:g}s",
-                retry=False,
-            ) from None
+            head = await _await_response(upstream, peer)
         except ProxyError as exc:
             raise _retry_if_stale(exc, reused, session.request.method) from None
         await _pump_response(session, upstream, head, proxy, ctx, peer, services)
@@ -160,6 +156,21 @@ async def _proxy_once(
                 upstream.reset()
             upstream.close()
         services.pool.release(conn, clean)
+
+
+async def _await_response(upstream: StreamIO, peer: HttpPeer) -> ResponseHead:
+    """The response head; the read timeout runs while the request body is fully sent."""
+    while True:
+        done, _ = await asyncio.wait({upstream.response}, timeout=peer.timeouts.read)
+        if done:
+            return upstream.response.result()
+        if not upstream.local_ended and upstream.error is None:
+            continue  # still uploading: a slow client is the client body timeout's business
+        raise ProxyError.upstream(
+            ErrorKind.READ_TIMEOUT,
+            f"no response from {peer.address} within {peer.timeouts.read:g}s",
+            retry=False,
+        )
 
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -183,13 +194,19 @@ def _informational_forwarder(session: Session) -> Any:
 
 
 async def _pump_request(
-    session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, peer: HttpPeer
+    session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, body_timeout: float
 ) -> None:
     """Request body: client -> request_body_filter -> upstream, credit released per chunk."""
     body = session.stream.body
     try:
         while True:
-            chunk = await body.read()
+            try:
+                async with asyncio.timeout(body_timeout):
+                    chunk = await body.read()
+            except TimeoutError:
+                raise ProxyError.downstream(
+                    ErrorKind.DOWNSTREAM_TIMEOUT, f"client sent no body for {body_timeout:g}s"
+                ) from None
             if chunk is None:
                 break
             out = await proxy.request_body_filter(session, chunk, False, ctx)

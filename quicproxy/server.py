@@ -56,6 +56,7 @@ class ProxyServer:
         self.services = ProxyServices(
             pool=UpstreamPool(),
             altsvc=self.altsvc,
+            client_body_timeout=config.limits.client_body_timeout,
             forwarding=ForwardingPolicy(
                 fwd.trusted_proxies, fwd.via, fwd.x_forwarded, fwd.forwarded
             ),

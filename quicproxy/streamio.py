@@ -292,6 +292,8 @@ class ConnectionDriver:
             self.close_transport()
 
     def _protocol_error(self, event: ProtocolError, stream: StreamIO | None) -> None:
+        if self.closed:
+            return
         kind = ErrorKind.UPSTREAM_PROTOCOL
         if self.peer_side is ErrorSource.DOWNSTREAM:
             kind = ErrorKind.DOWNSTREAM_PROTOCOL
