@@ -20,7 +20,7 @@ from .config import (
     parse_upstream_url,
 )
 from .devcerts import default_cert_dir, ensure_dev_certs, trust_instructions
-from .server import ProxyServer, announce, configure_logging, serve
+from .server import ProxyServer, announce, certificate_paths, configure_logging, serve
 
 __all__ = ["main"]
 
@@ -84,10 +84,10 @@ def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"quicproxy reverse-proxy: {exc}", file=sys.stderr)
         return 2
-    if args.cert:
-        tls = TlsConfig(Path(args.cert), Path(args.key))
-    else:
-        tls = TlsConfig(dev_cert_dir=default_cert_dir())
+    cert, key = certificate_paths(
+        TlsConfig(Path(args.cert), Path(args.key)) if args.cert else TlsConfig()
+    )
+    tls = TlsConfig(cert, key)
     config = Config(
         listen=_listen_on(host, port),
         upstreams=(
@@ -100,7 +100,8 @@ def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
     async def make_server(reuse_port: bool) -> ProxyServer:
         return ProxyServer(config, reuse_port=reuse_port)
 
-    return serve(make_server, workers=args.workers, grace=10.0, ready=announce)
+    workers = args.workers or (1 if port == 0 else _workers("auto"))
+    return serve(make_server, workers=workers, grace=10.0, ready=announce)
 
 
 def _load(path: str) -> Config | None:
@@ -120,7 +121,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if workers > 1 and any(item.port == 0 for item in config.listen):
         print("quicproxy: configuration error: port 0 needs workers = 1", file=sys.stderr)
         return 2
-    config = replace(config, server=replace(config.server, workers=workers))
+    cert, key = certificate_paths(config.tls)
+    config = replace(
+        config,
+        server=replace(config.server, workers=workers),
+        tls=replace(config.tls, cert=cert, key=key),
+    )
 
     async def make_server(reuse_port: bool) -> ProxyServer:
         return ProxyServer(config, reuse_port=reuse_port)
@@ -166,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--cert")
     rp.add_argument("--key")
     rp.add_argument("--insecure", action="store_true", help="skip upstream TLS verification")
-    rp.add_argument("--workers", type=_workers, default=1)
+    rp.add_argument("--workers", type=_workers, default=0, help="default: one per core")
     rp.add_argument("--log-level", default="info")
     rp.set_defaults(func=_cmd_reverse_proxy)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,7 +55,7 @@ class TlsConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Process-level settings."""
+    """Process-level settings (a TOML file's default for ``workers`` is one per core)."""
 
     workers: int = 1
     grace_period: float = 10.0
@@ -357,7 +357,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     """Validate parsed TOML; ``base`` resolves relative paths."""
     root = _Table(data, "", source)
     server_table = root.sub("server")
-    workers = server_table.get("workers", (int, str), 1)
+    workers = server_table.get("workers", (int, str), "auto")
     if workers == "auto":
         workers = os.cpu_count() or 1
     if not isinstance(workers, int) or not 1 <= workers <= 256:
@@ -419,6 +419,10 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     listen = tuple(_listen(t) for t in root.subs("listen"))
     if not listen:
         raise root.error("listen", "needs at least one [[listen]] table")
+    if server.workers > 1 and any(item.port == 0 for item in listen):
+        if "workers" in server_table.data:
+            raise server_table.error("workers", "port 0 (any free port) needs workers = 1")
+        server = replace(server, workers=1)
     upstreams = tuple(_upstream(t, base) for t in root.subs("upstream"))
     names = [u.name for u in upstreams]
     duplicates = {n for n in names if names.count(n) > 1}

@@ -26,7 +26,14 @@ from .pipeline import ProxyServices
 from .proxy import BuiltinProxy
 from .upstream.pool import UpstreamPool
 
-__all__ = ["ProxyServer", "announce", "configure_logging", "serve", "serve_proxy"]
+__all__ = [
+    "ProxyServer",
+    "announce",
+    "certificate_paths",
+    "configure_logging",
+    "serve",
+    "serve_proxy",
+]
 
 log = logging.getLogger("quicproxy.server")
 
@@ -67,16 +74,9 @@ class ProxyServer:
         self.tcp_connections: set[DownstreamTcp] = set()
         self.addresses: list[tuple[str, int, bool]] = []  # host, port, quic
 
-    def _certificate(self) -> tuple[Any, Any]:
-        tls = self.config.tls
-        if tls.cert is not None and tls.key is not None:
-            return tls.cert, tls.key
-        certs = ensure_dev_certs(tls.dev_cert_dir or default_cert_dir())
-        return certs.cert, certs.key
-
     async def start(self) -> None:
         """Bind every listener; a port of 0 binds TCP and UDP to one free port number."""
-        cert, key = self._certificate()
+        cert, key = certificate_paths(self.config.tls)
         tls_context = server_context(cert, key, ["h2", "http/1.1"])
         for item in self.config.listen:
             port = await self._listen(item, tls_context, cert, key)
@@ -147,6 +147,17 @@ class ProxyServer:
         for quic in self.quic_listeners:
             quic.close()
         self.services.pool.close()
+
+
+def certificate_paths(tls: TlsConfig) -> tuple[Path, Path]:
+    """The configured certificate, or the development one (created if missing).
+
+    Call it before forking workers so that they do not race to create certificates.
+    """
+    if tls.cert is not None and tls.key is not None:
+        return tls.cert, tls.key
+    certs = ensure_dev_certs(tls.dev_cert_dir or default_cert_dir())
+    return certs.cert, certs.key
 
 
 def configure_logging(level: str, access_log: bool = True) -> None:
@@ -265,6 +276,7 @@ def serve_proxy(
     certificates are used (created if missing).
     """
     configure_logging(log_level)
+    cert, key = certificate_paths(TlsConfig(cert, key))
     listeners = []
     for text in listen:
         host, port = parse_address(text)
