@@ -58,6 +58,7 @@ class _H1Base:
         self._stream_id = 0
         self._chunked = False
         self._must_close = False
+        self._reset = False
         self._closed_reported = False
 
     def _send(self, event: h11._events.Event) -> None:
@@ -98,9 +99,10 @@ class _H1Base:
         self._after_message_sent()
 
     def reset_stream(self, stream_id: int, code: ErrorCode) -> None:
-        """HTTP/1.1 cannot reset a message: the connection must close."""
+        """HTTP/1.1 cannot reset a message: the connection must close, now."""
         if stream_id == self._stream_id:
             self._must_close = True
+            self._reset = True
 
     def send_capacity(self, stream_id: int) -> int:
         """A fixed window: the socket's own write buffer limits do the real pacing."""
@@ -148,7 +150,7 @@ class H1ServerAdapter(_H1Base):
     def next_events(self) -> list[Event]:
         """Events that became ready once our response ended (pipelined requests), or a close."""
         events = self._drain()
-        if self.must_close and self._conn.our_state is not h11.SEND_BODY:
+        if self._reset or (self.must_close and self._conn.our_state is not h11.SEND_BODY):
             events.extend(self._closed_event("connection closes after the response"))
         return events
 

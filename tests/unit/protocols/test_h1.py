@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import h11
 
+from protocols.errors import ErrorCode
 from protocols.events import (
     ConnectionClosed,
     Event,
@@ -226,3 +227,13 @@ def test_client_truncated_body_is_an_error() -> None:
     assert isinstance(events[0], ResponseHeaders)
     assert isinstance(events[-1], ProtocolError)
     assert not any(isinstance(e, ResponseEnd) for e in events)
+
+
+def test_reset_mid_body_closes_the_connection() -> None:
+    server = H1ServerAdapter()
+    server.receive_data(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+    server.send_response(1, ResponseHead(200, [(b"content-length", b"100")]))
+    server.send_data(1, b"partial")
+    assert not any(isinstance(e, ConnectionClosed) for e in server.next_events())
+    server.reset_stream(1, ErrorCode.INTERNAL_ERROR)
+    assert any(isinstance(e, ConnectionClosed) for e in server.next_events())
