@@ -150,7 +150,8 @@ class H1ServerAdapter(_H1Base):
     def next_events(self) -> list[Event]:
         """Events that became ready once our response ended (pipelined requests), or a close."""
         events = self._drain()
-        if self._reset or (self.must_close and self._conn.our_state is not h11.SEND_BODY):
+        answering = self._conn.our_state in (h11.SEND_RESPONSE, h11.SEND_BODY)
+        if self._reset or (self.must_close and not answering):
             events.extend(self._closed_event("connection closes after the response"))
         return events
 

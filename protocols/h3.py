@@ -132,6 +132,7 @@ class _QuicAdapter:
         self._stream_buffer = stream_buffer
         self._streams: dict[int, _Stream] = {}
         self._closing = False
+        self.drained = False  # after a graceful close: every answer sent and acknowledged
         self._failed = False
         self._terminated = False
 
@@ -244,8 +245,7 @@ class _QuicAdapter:
         if not self._closing or self._terminated:
             return
         busy = any(self._in_flight(st) for st in self._streams.values())
-        if not busy and not quic_compat.unacknowledged_data(self.quic):
-            self.quic.close(error_code=ErrorCode.NO_ERROR.h3_code)
+        self.drained = not busy and not quic_compat.unacknowledged_data(self.quic)
 
     def poll(self) -> None:
         """Call after each received datagram: a graceful close waits for the last ACKs."""
@@ -303,7 +303,9 @@ class _QuicAdapter:
         out.append(ev.ProtocolError(stream_id, code, reason))
 
     def close(self, code: ErrorCode = ErrorCode.NO_ERROR) -> None:
-        """NO_ERROR: GOAWAY, then close once every seen request is answered; else close now."""
+        """NO_ERROR: GOAWAY; ``drained`` turns True once every seen request is answered and
+        acknowledged, and the owner closes the connection after a short linger (closing at once
+        makes some clients report an error for a response they fully received). Else close now."""
         if self._terminated:
             return
         self._goaway()

@@ -158,11 +158,17 @@ def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
     return (host or default_host, int(port_text))
 
 
+def _upstream_port(port: int, text: str) -> int:
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r} has an invalid port")
+    return port
+
+
 def parse_upstream_url(text: str) -> tuple[str, int, bool]:
     """``http://host:port``, ``https://host[:port]`` or ``host:port`` -> host, port, tls."""
     if "://" not in text:
         host, port = parse_address(text, default_host="127.0.0.1")
-        return host, port, False
+        return host, _upstream_port(port, text), False
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"{text!r}: scheme must be http or https")
@@ -172,10 +178,11 @@ def parse_upstream_url(text: str) -> tuple[str, int, bool]:
         raise ValueError(f"{text!r}: upstream URLs take no path or query")
     tls = parts.scheme == "https"
     try:
-        port = parts.port or (443 if tls else 80)
+        explicit = parts.port
     except ValueError:
         raise ValueError(f"{text!r} has an invalid port") from None
-    return parts.hostname, port, tls
+    port = (443 if tls else 80) if explicit is None else explicit
+    return parts.hostname, _upstream_port(port, text), tls
 
 
 class _Table:

@@ -37,6 +37,8 @@ __all__ = [
 
 log = logging.getLogger("quicproxy.server")
 
+QUIC_LINGER = 1.0
+
 
 class ProxyServer:
     """Everything one worker runs: TCP and QUIC listeners sharing one proxy and one pool."""
@@ -131,8 +133,13 @@ class ProxyServer:
             quic.stop_accepting()
         for conn in list(self.tcp_connections):
             conn.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self.starter.tasks:
             await asyncio.wait(set(self.starter.tasks), timeout=grace)
+        if any(quic.connection_count for quic in self.quic_listeners):
+            # QUIC clients get a moment to finish and close themselves before CONNECTION_CLOSE.
+            await asyncio.sleep(max(0.0, min(QUIC_LINGER, deadline - loop.time())))
         if self.starter.in_flight:
             log.warning("grace period over: cancelling %d requests", self.starter.in_flight)
         await self.close()

@@ -1,0 +1,1 @@
+"""quicproxy's benchmark harness: `python -m bench.run` (see bench/README.md)."""
