@@ -91,6 +91,7 @@ class LimitsConfig:
     max_concurrent_streams: int = 100
     stream_buffer: int = 256 * 1024
     max_header_size: int = 64 * 1024
+    quic_max_datagram_size: int = 1350
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +421,9 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
         max_concurrent_streams=lim.integer("max_concurrent_streams", 100, minimum=1, maximum=1000),
         stream_buffer=lim.integer("stream_buffer", 256 * 1024, minimum=16384, maximum=2**26),
         max_header_size=lim.integer("max_header_size", 64 * 1024, minimum=4096, maximum=2**20),
+        quic_max_datagram_size=lim.integer(
+            "quic_max_datagram_size", 1350, minimum=1200, maximum=1452
+        ),
     )
     lim.finish()
 

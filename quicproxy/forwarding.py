@@ -33,6 +33,8 @@ class ForwardingPolicy:
 
     def trusts(self, ip: str) -> bool:
         """True when ``ip`` is a trusted proxy."""
+        if not self.trusted_proxies:
+            return False
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:

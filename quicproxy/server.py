@@ -55,6 +55,7 @@ class ProxyServer:
             stream_buffer=config.limits.stream_buffer,
             max_concurrent_streams=config.limits.max_concurrent_streams,
             max_header_size=config.limits.max_header_size,
+            quic_max_datagram_size=config.limits.quic_max_datagram_size,
         )
         h3_ports = [item.port for item in config.listen if item.quic]
         self.altsvc = AltSvcPolicy(

@@ -25,6 +25,7 @@ class FrontendLimits:
     stream_buffer: int = 256 * 1024
     max_concurrent_streams: int = 100
     max_header_size: int = 64 * 1024
+    quic_max_datagram_size: int = 1350
 
 
 class RequestStarter:

@@ -96,7 +96,7 @@ class QuicListener:
             is_client=False,
             alpn_protocols=["h3", "hq-interop"],
             idle_timeout=limits.idle_timeout,
-            max_datagram_frame_size=None,
+            max_datagram_size=limits.quic_max_datagram_size,
         )
         configuration.load_cert_chain(str(cert), str(key))
         listener = cls(starter, limits, configuration)
