@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from protocols.messages import ResponseHead, strip_hop_by_hop
 
 from .accesslog import log_request
 from .altsvc import AltSvcPolicy
+from .body import BodyChannel
 from .errors import ErrorKind, ErrorSource, ProxyError
 from .forwarding import ForwardingPolicy
 from .hooks import ProxyHttp
@@ -193,29 +195,46 @@ def _informational_forwarder(session: Session) -> Any:
     return forward
 
 
+async def _forward_body(
+    body: BodyChannel,
+    idle_timeout: float,
+    timeout_error: Callable[[], ProxyError],
+    body_filter: Callable[[bytes, bool], Awaitable[bytes]],
+    write: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """Move a body chunk by chunk through a filter; each chunk is credited once written."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await body.read()
+        except TimeoutError:
+            raise timeout_error() from None
+        if chunk is None:
+            break
+        out = await body_filter(chunk, False)
+        if out:
+            await write(out)
+        body.release(len(chunk))
+    tail = await body_filter(b"", True)
+    if tail:
+        await write(tail)
+
+
 async def _pump_request(
     session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, body_timeout: float
 ) -> None:
-    """Request body: client -> request_body_filter -> upstream, credit released per chunk."""
+    """Request body: client -> request_body_filter -> upstream."""
     body = session.stream.body
     try:
-        while True:
-            try:
-                async with asyncio.timeout(body_timeout):
-                    chunk = await body.read()
-            except TimeoutError:
-                raise ProxyError.downstream(
-                    ErrorKind.DOWNSTREAM_TIMEOUT, f"client sent no body for {body_timeout:g}s"
-                ) from None
-            if chunk is None:
-                break
-            out = await proxy.request_body_filter(session, chunk, False, ctx)
-            if out:
-                await upstream.send_data(out)
-            body.release(len(chunk))
-        tail = await proxy.request_body_filter(session, b"", True, ctx)
-        if tail:
-            await upstream.send_data(tail)
+        await _forward_body(
+            body,
+            body_timeout,
+            lambda: ProxyError.downstream(
+                ErrorKind.DOWNSTREAM_TIMEOUT, f"client sent no body for {body_timeout:g}s"
+            ),
+            lambda chunk, end: proxy.request_body_filter(session, chunk, end, ctx),
+            upstream.send_data,
+        )
         if body.trailers:
             upstream.send_trailers(body.trailers)
         else:
@@ -237,7 +256,7 @@ async def _pump_response(
     peer: HttpPeer,
     services: ProxyServices,
 ) -> None:
-    """Response: upstream -> filters -> Alt-Svc -> client, body chunks credited per chunk."""
+    """Response: upstream -> filters -> Alt-Svc -> client."""
     response = ResponseHeader.from_head(head)
     response.headers = strip_hop_by_hop(response.headers)
     await proxy.upstream_response_filter(session, response, ctx)
@@ -248,25 +267,17 @@ async def _pump_response(
         await session.write_response_head(response, end_stream=True)
         return
     await session.write_response_head(response)
-    while True:
-        try:
-            async with asyncio.timeout(peer.timeouts.read):
-                chunk = await body.read()
-        except TimeoutError:
-            raise ProxyError.upstream(
-                ErrorKind.READ_TIMEOUT,
-                f"{peer.address} sent nothing for {peer.timeouts.read:g}s mid-body",
-                retry=False,
-            ) from None
-        if chunk is None:
-            break
-        out = await proxy.response_body_filter(session, chunk, False, ctx)
-        if out:
-            await session.write_body(out)
-        body.release(len(chunk))
-    tail = await proxy.response_body_filter(session, b"", True, ctx)
-    if tail:
-        await session.write_body(tail)
+    await _forward_body(
+        body,
+        peer.timeouts.read,
+        lambda: ProxyError.upstream(
+            ErrorKind.READ_TIMEOUT,
+            f"{peer.address} sent nothing for {peer.timeouts.read:g}s mid-body",
+            retry=False,
+        ),
+        lambda chunk, end: proxy.response_body_filter(session, chunk, end, ctx),
+        session.write_body,
+    )
     trailers = body.trailers
     if trailers:
         trailers = await proxy.response_trailer_filter(session, trailers, ctx)
