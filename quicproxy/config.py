@@ -101,6 +101,7 @@ class UpstreamConfig:
     name: str
     addresses: tuple[tuple[str, int], ...]
     tls: bool = False
+    protocol: str = "auto"
     sni: str | None = None
     verify: bool = True
     ca_file: Path | None = None
@@ -317,6 +318,7 @@ def _upstream(table: _Table, base: Path) -> UpstreamConfig:
         name=name,
         addresses=tuple(addresses),
         tls=tls,
+        protocol=_protocol(table, tls),
         sni=table.get("sni", str, None),
         verify=table.get("verify", bool, True),
         ca_file=_path(table, "ca_file", base),
@@ -327,6 +329,18 @@ def _upstream(table: _Table, base: Path) -> UpstreamConfig:
     )
     table.finish()
     return config
+
+
+_PROTOCOLS = ("auto", "h1", "h2", "h3")
+
+
+def _protocol(table: _Table, tls: bool) -> str:
+    protocol: str = table.get("protocol", str, "auto")
+    if protocol not in _PROTOCOLS:
+        raise table.error("protocol", f"must be one of {', '.join(_PROTOCOLS)}")
+    if protocol == "h3" and not tls:
+        raise table.error("protocol", "h3 needs TLS: use https:// addresses or tls = true")
+    return protocol
 
 
 def _route(table: _Table, upstream_names: set[str]) -> RouteConfig:

@@ -33,6 +33,7 @@ def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
             host=host,
             port=port,
             tls=upstream.tls,
+            protocol=upstream.protocol,
             sni=upstream.sni,
             verify=upstream.verify,
             ca_file=upstream.ca_file,

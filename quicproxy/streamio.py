@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocols.base import StreamSender
-from protocols.errors import ErrorCode
+from protocols.errors import ErrorCode, LocalProtocolError
 from protocols.events import (
     CapacityAvailable,
     ConnectionClosed,
@@ -137,6 +137,7 @@ class ConnectionDriver:
         self.pause_on_buffer = pause_on_buffer
         self.loop = asyncio.get_running_loop()
         self.streams: dict[int, StreamIO] = {}
+        self.requests = 0
         self.closed = False
         self.going_away = False
         self.writable = True
@@ -159,6 +160,22 @@ class ConnectionDriver:
 
     def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
         """Server role: a request arrived on a new stream."""
+
+    def open_stream(self, head: RequestHead, end_stream: bool) -> StreamIO:
+        """Client role: send a request head; the stream carries its body and the response."""
+        if self.closed:
+            raise self.peer_error(ErrorKind.UPSTREAM_RESET, "connection closed")
+        try:
+            stream_id = self.adapter.send_request(head, end_stream)
+        except LocalProtocolError as exc:
+            message = f"cannot open a stream: {exc}"
+            raise self.peer_error(ErrorKind.UPSTREAM_RESET, message) from None
+        stream = StreamIO(self, stream_id)
+        stream.local_ended = end_stream
+        self.streams[stream_id] = stream
+        self.requests += 1
+        self.schedule_flush()
+        return stream
 
     def stream_closed(self, stream: StreamIO) -> None:
         """A stream was forgotten; subclasses may reuse or close the connection."""

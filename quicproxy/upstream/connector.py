@@ -7,52 +7,60 @@ import ssl
 from collections.abc import Callable
 
 from protocols.h1 import H1ClientAdapter
-from protocols.messages import RequestHead
+from protocols.h2 import H2ClientAdapter
 
 from ..errors import ErrorKind, ErrorSource, ProxyError
 from ..net.tcp import ByteStream, open_tcp
 from ..net.tls import client_context
-from ..streamio import StreamIO
 from ..tcpdriver import TcpDriver
-from .peer import HttpPeer, PeerKey
+from .peer import HttpPeer
 
-__all__ = ["Connector", "UpstreamConnection"]
+__all__ = ["Connector", "UpstreamConnection", "alpn_for"]
 
 log = logging.getLogger("quicproxy.upstream")
 
+_ALPN = {"h1": ["http/1.1"], "h2": ["h2"], "auto": ["h2", "http/1.1"]}
+
+
+def alpn_for(peer: HttpPeer) -> list[str]:
+    """The ALPN protocols offered to a TLS peer."""
+    return _ALPN.get(peer.protocol, ["http/1.1"])
+
 
 class UpstreamConnection(TcpDriver):
-    """One connection to a peer; ``on_idle`` hands it back to the pool after each exchange."""
+    """One TCP connection to a peer: HTTP/1.1, or HTTP/2 (ALPN ``h2`` or cleartext h2c)."""
 
     def __init__(self, stream: ByteStream, peer: HttpPeer) -> None:
+        if peer.tls:
+            alpn = stream.alpn
+            use_h2 = alpn == "h2"
+        else:
+            alpn = None
+            use_h2 = peer.protocol == "h2"  # prior knowledge
+        adapter = H2ClientAdapter() if use_h2 else H1ClientAdapter()
         super().__init__(
             stream,
-            H1ClientAdapter(),
+            adapter,
             peer_side=ErrorSource.UPSTREAM,
             write_timeout=peer.timeouts.write,
             idle_timeout=peer.timeouts.idle,
-            pause_on_buffer=True,
+            pause_on_buffer=not use_h2,
         )
         self.peer = peer
-        self.requests = 0
+        self.alpn = alpn
+        self.multiplexed = use_h2
         self.on_gone: Callable[[UpstreamConnection], None] | None = None
+        self.flush()  # the HTTP/2 connection preface
+
+    @property
+    def protocol(self) -> str:
+        """``h2`` or ``h1``."""
+        return "h2" if self.multiplexed else "h1"
 
     @property
     def reusable(self) -> bool:
         """True when another request may go on this connection now."""
         return not self.closed and not self.going_away and self.adapter.available_streams() > 0
-
-    def open_stream(self, head: RequestHead, end_stream: bool) -> StreamIO:
-        """Send a request head; the returned stream carries its body and the response."""
-        if self.closed:
-            raise self.peer_error(ErrorKind.UPSTREAM_RESET, "connection closed")
-        stream_id = self.adapter.send_request(head, end_stream)
-        stream = StreamIO(self, stream_id)
-        stream.local_ended = end_stream
-        self.streams[stream_id] = stream
-        self.requests += 1
-        self.schedule_flush()
-        return stream
 
     def on_lost(self) -> None:
         if self.on_gone is not None:
@@ -63,12 +71,13 @@ class Connector:
     """Opens connections; caches one TLS client context per TLS setting."""
 
     def __init__(self) -> None:
-        self._contexts: dict[PeerKey, ssl.SSLContext] = {}
+        self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
 
     def _context(self, peer: HttpPeer) -> ssl.SSLContext | None:
         if not peer.tls:
             return None
-        key = (peer.verify, peer.ca_file, peer.client_cert, peer.client_key)
+        alpn = alpn_for(peer)
+        key = (peer.verify, peer.ca_file, peer.client_cert, peer.client_key, tuple(alpn))
         context = self._contexts.get(key)
         if context is None:
             if not peer.verify:
@@ -76,7 +85,7 @@ class Connector:
             context = client_context(
                 verify=peer.verify,
                 ca_file=peer.ca_file,
-                alpn=["http/1.1"],
+                alpn=alpn,
                 client_cert=peer.client_cert,
                 client_key=peer.client_key,
             )
@@ -112,4 +121,11 @@ class Connector:
             ) from None
         receiver = stream._receiver
         assert isinstance(receiver, UpstreamConnection)
+        if peer.protocol == "h2" and peer.tls and not receiver.multiplexed:
+            receiver.close_transport()
+            raise ProxyError.upstream(
+                ErrorKind.TLS_HANDSHAKE,
+                f"{peer.address} did not agree to HTTP/2 (ALPN {receiver.alpn!r})",
+                retry=False,
+            )
         return receiver

@@ -24,14 +24,15 @@ class Timeouts:
 class HttpPeer:
     """One upstream address with its TLS and protocol settings.
 
-    ``protocol`` is ``h1`` for now; h2, h3 and auto-discovery come with the pool manager.
+    ``protocol``: ``h1``, ``h2`` (ALPN over TLS, prior knowledge in cleartext), ``h3`` (QUIC) or
+    ``auto`` (ALPN picks h2 or http/1.1 over TLS; HTTP/1.1 in cleartext).
     """
 
     host: str
     port: int
     tls: bool = False
     sni: str | None = None
-    protocol: str = "h1"
+    protocol: str = "auto"
     verify: bool = True
     ca_file: Path | None = None
     client_cert: Path | None = None

@@ -1,62 +1,153 @@
-"""UpstreamPool: reuses idle HTTP/1.1 connections per peer key (LRU, idle timeout, max idle)."""
+"""UpstreamPool: per-protocol connection reuse keyed by the peer key.
+
+HTTP/1.1 connections are exclusive: an idle list per key (most recently used first, idle timeout,
+at most ``max_idle_per_key``). HTTP/2 (and HTTP/3) connections are shared while they have stream
+capacity; a second one is opened when all are full, and one that got GOAWAY takes no new streams.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from typing import Protocol
 
-from .connector import Connector, UpstreamConnection
+from protocols.messages import RequestHead
+
+from ..streamio import StreamIO
+from .connector import Connector
 from .peer import HttpPeer, PeerKey
 
-__all__ = ["UpstreamPool"]
+__all__ = ["PooledConnection", "UpstreamPool"]
+
+
+class PooledConnection(Protocol):
+    """What the pool needs of a connection, whatever its transport."""
+
+    peer: HttpPeer
+    multiplexed: bool
+    requests: int
+    closed: bool
+    last_activity: float
+    streams: dict[int, StreamIO]
+
+    @property
+    def reusable(self) -> bool: ...
+
+    def open_stream(self, head: RequestHead, end_stream: bool) -> StreamIO: ...
+
+    def close_transport(self) -> None: ...
 
 
 class UpstreamPool:
-    """Hands out connections: an idle one of the same peer key if any, else a new one."""
+    """Hands out connections: a shared or idle one of the same peer key if any, else a new one."""
 
     def __init__(self, connector: Connector | None = None, *, max_idle_per_key: int = 64) -> None:
         self.connector = connector or Connector()
         self.max_idle_per_key = max_idle_per_key
-        self._idle: dict[PeerKey, collections.deque[UpstreamConnection]] = {}
+        self._idle: dict[PeerKey, collections.deque[PooledConnection]] = {}
+        self._shared: dict[PeerKey, list[PooledConnection]] = {}
+        self._dialing: dict[PeerKey, asyncio.Future[None]] = {}
+        self._multiplexed_keys: set[PeerKey] = set()
         self.connections_opened = 0
 
-    async def acquire(self, peer: HttpPeer) -> tuple[UpstreamConnection, bool]:
-        """A connection to ``peer`` and whether it was reused."""
-        idle = self._idle.get(peer.key())
+    async def acquire(self, peer: HttpPeer) -> tuple[PooledConnection, bool]:
+        """A connection to ``peer`` with room for one more request, and whether it was used
+        before (the retry rule treats failures on reused connections differently)."""
+        key = peer.key()
+        for _ in range(3):
+            shared = self._pick_shared(key)
+            if shared is not None:
+                return shared, shared.requests > 0
+            dialing = self._dialing.get(key)
+            if dialing is None or key not in self._multiplexed_keys:
+                break
+            await asyncio.shield(dialing)  # one dial per multiplexed key at a time
+        idle = self._pick_idle(key, peer)
+        if idle is not None:
+            return idle, True
+        return await self._dial(key, peer), False
+
+    def _pick_shared(self, key: PeerKey) -> PooledConnection | None:
+        for conn in self._shared.get(key, ()):
+            if conn.reusable:
+                return conn
+        return None
+
+    def _pick_idle(self, key: PeerKey, peer: HttpPeer) -> PooledConnection | None:
+        idle = self._idle.get(key)
         now = asyncio.get_running_loop().time()
         while idle:
             conn = idle.pop()  # most recently used first: the warmest connection
             if conn.reusable and now - conn.last_activity < peer.timeouts.idle:
-                conn.on_gone = None
-                return conn, True
+                return conn
             conn.close_transport()
-        conn = await self.connector.connect(peer)
-        self.connections_opened += 1
-        return conn, False
+        return None
 
-    def release(self, conn: UpstreamConnection, reusable: bool) -> None:
-        """Give a connection back after an exchange; it is kept only if clean and reusable."""
-        if not (reusable and conn.reusable):
+    async def _dial(self, key: PeerKey, peer: HttpPeer) -> PooledConnection:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._dialing.setdefault(key, done)
+        try:
+            conn = await self._connect(peer)
+        finally:
+            if self._dialing.get(key) is done:
+                del self._dialing[key]
+            done.set_result(None)
+        self.connections_opened += 1
+        conn_any: object = conn
+        setattr(conn_any, "on_gone", self._discard)  # noqa: B010 - both connection kinds have it
+        if conn.multiplexed:
+            self._multiplexed_keys.add(key)
+            self._shared.setdefault(key, []).append(conn)
+        return conn
+
+    async def _connect(self, peer: HttpPeer) -> PooledConnection:
+        if peer.protocol == "h3":
+            from .quic_client import H3UpstreamConnection
+
+            conn: PooledConnection = await H3UpstreamConnection.connect(peer)
+            return conn
+        return await self.connector.connect(peer)
+
+    def release(self, conn: PooledConnection, clean: bool) -> None:
+        """An exchange on ``conn`` is over; ``clean``: both messages completed normally."""
+        if conn.multiplexed:
+            if conn.closed:
+                self._discard(conn)
+            elif not conn.reusable and not conn.streams:
+                conn.close_transport()  # GOAWAY received and nothing left in flight
+            return
+        if not (clean and conn.reusable):
             conn.close_transport()
             return
         idle = self._idle.setdefault(conn.peer.key(), collections.deque())
         idle.append(conn)
-        conn.last_activity = conn.loop.time()
-        conn.on_gone = self._discard
+        conn.last_activity = asyncio.get_running_loop().time()
         while len(idle) > self.max_idle_per_key:
             idle.popleft().close_transport()
 
-    def _discard(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.get(conn.peer.key())
+    def _discard(self, conn: PooledConnection) -> None:
+        key = conn.peer.key()
+        idle = self._idle.get(key)
         if idle is not None and conn in idle:
             idle.remove(conn)
+        shared = self._shared.get(key)
+        if shared is not None and conn in shared:
+            shared.remove(conn)
 
     def idle_count(self) -> int:
-        """Connections waiting for reuse."""
+        """HTTP/1.1 connections waiting for reuse."""
         return sum(len(idle) for idle in self._idle.values())
 
+    def shared_count(self) -> int:
+        """Live multiplexed connections."""
+        return sum(len(shared) for shared in self._shared.values())
+
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every pooled connection."""
         for idle in self._idle.values():
             while idle:
                 idle.pop().close_transport()
+        for shared in self._shared.values():
+            for conn in list(shared):
+                conn.close_transport()
+            shared.clear()
