@@ -47,7 +47,7 @@ class UpstreamPool:
         self._idle: dict[PeerKey, collections.deque[PooledConnection]] = {}
         self._shared: dict[PeerKey, list[PooledConnection]] = {}
         self._dialing: dict[PeerKey, asyncio.Future[None]] = {}
-        self._multiplexed_keys: set[PeerKey] = set()
+        self._multiplexed: dict[PeerKey, bool] = {}  # learned from the first connection
         self.connections_opened = 0
 
     async def acquire(self, peer: HttpPeer) -> tuple[PooledConnection, bool]:
@@ -59,9 +59,11 @@ class UpstreamPool:
             if shared is not None:
                 return shared, shared.requests > 0
             dialing = self._dialing.get(key)
-            if dialing is None or key not in self._multiplexed_keys:
+            if dialing is None or not self._multiplexed.get(key, True):
                 break
-            await asyncio.shield(dialing)  # one dial per multiplexed key at a time
+            # One dial per multiplexed (or not yet known) key at a time: a burst of requests to
+            # a cold HTTP/2 upstream shares the first connection instead of opening one each.
+            await asyncio.shield(dialing)
         idle = self._pick_idle(key, peer)
         if idle is not None:
             return idle, True
@@ -95,8 +97,8 @@ class UpstreamPool:
         self.connections_opened += 1
         conn_any: object = conn
         setattr(conn_any, "on_gone", self._discard)  # noqa: B010 - both connection kinds have it
+        self._multiplexed[key] = conn.multiplexed
         if conn.multiplexed:
-            self._multiplexed_keys.add(key)
             self._shared.setdefault(key, []).append(conn)
         return conn
 
