@@ -109,6 +109,8 @@ class UpstreamConfig:
     read_timeout: float = 60.0
     write_timeout: float = 60.0
     idle_timeout: float = 60.0
+    max_retries: int = 2
+    try_duration: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +328,8 @@ def _upstream(table: _Table, base: Path) -> UpstreamConfig:
         read_timeout=table.number("read_timeout", 60.0, minimum=0.001),
         write_timeout=table.number("write_timeout", 60.0, minimum=0.001),
         idle_timeout=table.number("idle_timeout", 60.0, minimum=0.001),
+        max_retries=table.integer("max_retries", 2, maximum=10),
+        try_duration=table.number("try_duration", 10.0, minimum=0.001),
     )
     table.finish()
     return config

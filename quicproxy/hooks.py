@@ -9,12 +9,15 @@ from protocols.messages import Headers
 
 from .errors import ErrorKind, ProxyError
 from .http import RequestHeader, ResponseHeader
+from .retry import RetryPolicy
 from .session import Session
 from .upstream.peer import HttpPeer
 
 __all__ = ["ProxyHttp"]
 
 CtxT = TypeVar("CtxT")
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
 
 _REASONS = {
     400: "Bad Request",
@@ -58,6 +61,22 @@ class ProxyHttp(ABC, Generic[CtxT]):
     @abstractmethod
     async def upstream_peer(self, session: Session, ctx: CtxT) -> HttpPeer:
         """Where this request goes. Called again for each retry."""
+
+    async def retry_policy(self, session: Session, ctx: CtxT) -> RetryPolicy:
+        """How this request is retried after retryable upstream failures."""
+        return DEFAULT_RETRY_POLICY
+
+    async def fail_to_connect(
+        self, session: Session, peer: HttpPeer, error: ProxyError, ctx: CtxT
+    ) -> ProxyError:
+        """Connecting to ``peer`` failed; set ``error.retry`` to decide whether to try again."""
+        return error
+
+    async def error_while_proxy(
+        self, session: Session, peer: HttpPeer, error: ProxyError, ctx: CtxT, reused: bool
+    ) -> ProxyError:
+        """An exchange with ``peer`` failed after connecting; ``error.retry`` decides again."""
+        return error
 
     async def connected_to_upstream(
         self, session: Session, peer: HttpPeer, reused: bool, ctx: CtxT

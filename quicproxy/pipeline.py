@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,6 @@ class ProxyServices:
     pool: UpstreamPool = field(default_factory=UpstreamPool)
     altsvc: AltSvcPolicy = field(default_factory=lambda: AltSvcPolicy(None))
     forwarding: ForwardingPolicy = field(default_factory=ForwardingPolicy)
-    max_retries: int = 2
     client_body_timeout: float = 60.0
 
 
@@ -92,6 +92,8 @@ async def _fail(session: Session, proxy: ProxyHttp[Any], error: ProxyError, ctx:
 async def _proxy_with_retries(
     session: Session, proxy: ProxyHttp[Any], ctx: Any, services: ProxyServices
 ) -> None:
+    policy = await proxy.retry_policy(session, ctx)
+    started = time.monotonic()
     attempt = 0
     while True:
         peer = await proxy.upstream_peer(session, ctx)
@@ -99,18 +101,19 @@ async def _proxy_with_retries(
             await _proxy_once(session, proxy, ctx, peer, services)
             return
         except ProxyError as exc:
-            body_untouched = session.stream.body.taken == 0
-            if (
-                exc.source is ErrorSource.UPSTREAM
-                and exc.retry
-                and attempt < services.max_retries
-                and not session.response_started
-                and body_untouched
-            ):
-                attempt += 1
-                log.info("retrying %s after: %s", session.request.path, exc)
-                continue
-            raise
+            untouched = not session.response_started and session.stream.body.taken == 0
+            if not (untouched and policy.should_retry(exc, attempt, time.monotonic() - started)):
+                raise
+            attempt += 1
+            delay = policy.backoff(attempt)
+            log.info(
+                "retry %d of %s in %.0f ms after: %s",
+                attempt,
+                session.request.path,
+                delay * 1e3,
+                exc,
+            )
+            await asyncio.sleep(delay)
 
 
 def _upstream_request(session: Session, services: ProxyServices) -> RequestHeader:
@@ -127,7 +130,10 @@ async def _proxy_once(
     peer: HttpPeer,
     services: ProxyServices,
 ) -> None:
-    conn, reused = await services.pool.acquire(peer)
+    try:
+        conn, reused = await services.pool.acquire(peer)
+    except ProxyError as exc:
+        raise await proxy.fail_to_connect(session, peer, exc, ctx) from None
     session.upstream_address = peer.address
     clean = False
     upstream: StreamIO | None = None
@@ -150,6 +156,8 @@ async def _proxy_once(
         if body_task is not None:
             await body_task
         clean = upstream.local_ended and upstream.error is None
+    except ProxyError as exc:
+        raise await proxy.error_while_proxy(session, peer, exc, ctx, reused) from None
     finally:
         if body_task is not None and not body_task.done():
             body_task.cancel()

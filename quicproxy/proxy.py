@@ -8,6 +8,7 @@ from .config import Config, HeaderRules, RouteConfig, UpstreamConfig
 from .hooks import ProxyHttp
 from .http import HeaderMap, RequestHeader, ResponseHeader
 from .lb.selection import RoundRobin
+from .retry import RetryPolicy
 from .session import Session
 from .upstream.peer import HttpPeer, Timeouts
 
@@ -56,6 +57,10 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
     def __init__(self, config: Config) -> None:
         self.routes = sorted(config.routes, key=lambda r: (r.host is None, -len(r.path_prefix)))
         self.balancers = {u.name: RoundRobin(_peers(u)) for u in config.upstreams}
+        self.retry_policies = {
+            u.name: RetryPolicy(max_retries=u.max_retries, try_duration=u.try_duration)
+            for u in config.upstreams
+        }
 
     def new_ctx(self) -> RouteCtx:
         return RouteCtx()
@@ -77,6 +82,10 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
             await session.respond(404, "404 Not Found: no route for this host and path\n")
             return True
         return False
+
+    async def retry_policy(self, session: Session, ctx: RouteCtx) -> RetryPolicy:
+        assert ctx.route is not None
+        return self.retry_policies[ctx.route.upstream]
 
     async def upstream_peer(self, session: Session, ctx: RouteCtx) -> HttpPeer:
         assert ctx.route is not None
