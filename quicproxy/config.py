@@ -111,6 +111,8 @@ class UpstreamConfig:
     idle_timeout: float = 60.0
     max_retries: int = 2
     try_duration: float = 10.0
+    max_connections: int = 0
+    max_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +332,8 @@ def _upstream(table: _Table, base: Path) -> UpstreamConfig:
         idle_timeout=table.number("idle_timeout", 60.0, minimum=0.001),
         max_retries=table.integer("max_retries", 2, maximum=10),
         try_duration=table.number("try_duration", 10.0, minimum=0.001),
+        max_connections=table.integer("max_connections", 0),
+        max_requests=table.integer("max_requests", 0),
     )
     table.finish()
     return config

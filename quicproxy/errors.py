@@ -26,6 +26,7 @@ class ErrorKind(enum.Enum):
     READ_TIMEOUT = "read_timeout"
     WRITE_TIMEOUT = "write_timeout"
     NO_UPSTREAM = "no_upstream"
+    OVERLOADED = "overloaded"
     DOWNSTREAM_GONE = "downstream_gone"
     DOWNSTREAM_PROTOCOL = "downstream_protocol"
     DOWNSTREAM_TIMEOUT = "downstream_timeout"
@@ -47,6 +48,7 @@ _STATUS = {
     ErrorKind.READ_TIMEOUT: 504,
     ErrorKind.WRITE_TIMEOUT: 504,
     ErrorKind.NO_UPSTREAM: 503,
+    ErrorKind.OVERLOADED: 503,
     ErrorKind.DOWNSTREAM_GONE: 499,
     ErrorKind.DOWNSTREAM_PROTOCOL: 400,
     ErrorKind.DOWNSTREAM_TIMEOUT: 408,

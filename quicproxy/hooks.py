@@ -37,6 +37,7 @@ _CLIENT_TEXT = {
     ErrorKind.READ_TIMEOUT: "upstream timed out",
     ErrorKind.WRITE_TIMEOUT: "upstream stopped reading",
     ErrorKind.NO_UPSTREAM: "no upstream available",
+    ErrorKind.OVERLOADED: "upstream at its connection or request limit",
 }
 
 

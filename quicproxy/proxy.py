@@ -39,6 +39,8 @@ def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
             verify=upstream.verify,
             ca_file=upstream.ca_file,
             timeouts=timeouts,
+            max_connections=upstream.max_connections,
+            max_requests=upstream.max_requests,
         )
         for host, port in upstream.addresses
     ]

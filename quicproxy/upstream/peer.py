@@ -38,9 +38,12 @@ class HttpPeer:
     client_cert: Path | None = None
     client_key: Path | None = None
     timeouts: Timeouts = Timeouts()
+    max_connections: int = 0  # 0: unlimited; beyond it a fast 503 (circuit breaking)
+    max_requests: int = 0  # in-flight requests; 0: unlimited
 
     def key(self) -> PeerKey:
-        """Two peers share connections if and only if their keys are equal."""
+        """Two peers share connections if and only if their keys are equal (limits and timeouts
+        are settings, not identity)."""
         return (
             self.host,
             self.port,

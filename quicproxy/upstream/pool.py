@@ -13,6 +13,7 @@ from typing import Protocol
 
 from protocols.messages import RequestHead
 
+from ..errors import ErrorKind, ProxyError
 from ..streamio import StreamIO
 from .connector import Connector
 from .peer import HttpPeer, PeerKey
@@ -48,12 +49,37 @@ class UpstreamPool:
         self._shared: dict[PeerKey, list[PooledConnection]] = {}
         self._dialing: dict[PeerKey, asyncio.Future[None]] = {}
         self._multiplexed: dict[PeerKey, bool] = {}  # learned from the first connection
+        self._live: dict[PeerKey, set[PooledConnection]] = {}
+        self._in_flight: collections.Counter[PeerKey] = collections.Counter()
         self.connections_opened = 0
+
+    def in_flight(self, peer: HttpPeer) -> int:
+        """Requests to ``peer`` between acquire and release."""
+        return self._in_flight[peer.key()]
+
+    def open_connections(self, peer: HttpPeer) -> int:
+        """Live connections to ``peer``."""
+        return len(self._live.get(peer.key(), ()))
 
     async def acquire(self, peer: HttpPeer) -> tuple[PooledConnection, bool]:
         """A connection to ``peer`` with room for one more request, and whether it was used
-        before (the retry rule treats failures on reused connections differently)."""
+        before (the retry rule treats failures on reused connections differently).
+
+        Beyond ``peer.max_requests`` in flight, or when a new connection would exceed
+        ``peer.max_connections``, fails at once with OVERLOADED (503, retryable elsewhere):
+        requests never queue without bound.
+        """
         key = peer.key()
+        if peer.max_requests and self._in_flight[key] >= peer.max_requests:
+            raise self._overloaded(peer, f"{self._in_flight[key]} requests in flight")
+        self._in_flight[key] += 1
+        try:
+            return await self._acquire(key, peer)
+        except BaseException:
+            self._in_flight[key] -= 1
+            raise
+
+    async def _acquire(self, key: PeerKey, peer: HttpPeer) -> tuple[PooledConnection, bool]:
         for _ in range(3):
             shared = self._pick_shared(key)
             if shared is not None:
@@ -67,7 +93,14 @@ class UpstreamPool:
         idle = self._pick_idle(key, peer)
         if idle is not None:
             return idle, True
+        live = len(self._live.get(key, ()))
+        if peer.max_connections and live >= peer.max_connections:
+            raise self._overloaded(peer, f"{live} connections open")
         return await self._dial(key, peer), False
+
+    @staticmethod
+    def _overloaded(peer: HttpPeer, why: str) -> ProxyError:
+        return ProxyError.upstream(ErrorKind.OVERLOADED, f"{peer.address} at its limit: {why}")
 
     def _pick_shared(self, key: PeerKey) -> PooledConnection | None:
         for conn in self._shared.get(key, ()):
@@ -95,6 +128,7 @@ class UpstreamPool:
                 del self._dialing[key]
             done.set_result(None)
         self.connections_opened += 1
+        self._live.setdefault(key, set()).add(conn)
         conn_any: object = conn
         setattr(conn_any, "on_gone", self._discard)  # noqa: B010 - both connection kinds have it
         self._multiplexed[key] = conn.multiplexed
@@ -112,6 +146,8 @@ class UpstreamPool:
 
     def release(self, conn: PooledConnection, clean: bool) -> None:
         """An exchange on ``conn`` is over; ``clean``: both messages completed normally."""
+        key = conn.peer.key()
+        self._in_flight[key] = max(0, self._in_flight[key] - 1)
         if conn.multiplexed:
             if conn.closed:
                 self._discard(conn)
@@ -129,6 +165,7 @@ class UpstreamPool:
 
     def _discard(self, conn: PooledConnection) -> None:
         key = conn.peer.key()
+        self._live.get(key, set()).discard(conn)
         idle = self._idle.get(key)
         if idle is not None and conn in idle:
             idle.remove(conn)
