@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-__all__ = ["ByteStream", "Receiver", "open_tcp", "start_tcp_server"]
+__all__ = ["ByteStream", "Receiver", "describe_os_error", "open_tcp", "start_tcp_server"]
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short reason such as ``Connection refused`` (asyncio's own messages hide it)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 class Receiver(Protocol):

@@ -10,7 +10,7 @@ from protocols.h1 import H1ClientAdapter
 from protocols.h2 import H2ClientAdapter
 
 from ..errors import ErrorKind, ErrorSource, ProxyError
-from ..net.tcp import ByteStream, open_tcp
+from ..net.tcp import ByteStream, describe_os_error, open_tcp
 from ..net.tls import client_context
 from ..tcpdriver import TcpDriver
 from .peer import HttpPeer
@@ -115,7 +115,7 @@ class Connector:
                 retry=False,
             ) from None
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = describe_os_error(exc)
             raise ProxyError.upstream(
                 ErrorKind.CONNECT_REFUSED, f"connect to {peer.address} failed: {reason}"
             ) from None
