@@ -8,11 +8,12 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from .config_reader import ConfigError, Table, parse_address, parse_upstream_url, table_path
 from .forwarding import IPNetwork
 
 __all__ = [
+    "ActiveCheck",
     "AltSvcConfig",
     "Config",
     "ConfigError",
@@ -20,6 +21,7 @@ __all__ = [
     "HeaderRules",
     "LimitsConfig",
     "ListenConfig",
+    "PassiveCheck",
     "RouteConfig",
     "ServerConfig",
     "TlsConfig",
@@ -28,10 +30,6 @@ __all__ = [
     "parse_address",
     "parse_upstream_url",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration problem, naming the file, the key and the reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +93,31 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveCheck:
+    """An active check: ``kind`` tcp (connect) or http (GET ``path`` over the peer's protocol)."""
+
+    kind: str = "http"
+    path: str = "/"
+    host: str | None = None
+    interval: float = 5.0
+    timeout: float = 2.0
+    expected_status: tuple[int, int] = (200, 399)
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveCheck:
+    """Passive ejection: ``max_fails`` failures (or slow responses) within ``fail_window``
+    seconds take a backend out for ``fail_duration`` seconds."""
+
+    max_fails: int = 3
+    fail_window: float = 10.0
+    fail_duration: float = 30.0
+    slow_threshold: float = 0.0  # seconds; 0 disables counting slow responses as failures
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     """A named group of origin addresses, tried in round robin."""
 
@@ -113,6 +136,12 @@ class UpstreamConfig:
     try_duration: float = 10.0
     max_connections: int = 0
     max_requests: int = 0
+    weights: tuple[int, ...] = ()
+    lb: str = "round_robin"
+    hash_key: str | None = None
+    resolve_interval: float = 0.0
+    health_check: ActiveCheck | None = None
+    passive_health: PassiveCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,127 +179,7 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` into (host, port); ValueError when malformed."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"{text!r} has no port (expected HOST:PORT)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: put IPv6 addresses in brackets, as [::1]:443")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{text!r} has an invalid port")
-    return (host or default_host, int(port_text))
-
-
-def _upstream_port(port: int, text: str) -> int:
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r} has an invalid port")
-    return port
-
-
-def parse_upstream_url(text: str) -> tuple[str, int, bool]:
-    """``http://host:port``, ``https://host[:port]`` or ``host:port`` -> host, port, tls."""
-    if "://" not in text:
-        host, port = parse_address(text, default_host="127.0.0.1")
-        return host, _upstream_port(port, text), False
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{text!r}: scheme must be http or https")
-    if not parts.hostname:
-        raise ValueError(f"{text!r} has no host")
-    if parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"{text!r}: upstream URLs take no path or query")
-    tls = parts.scheme == "https"
-    try:
-        explicit = parts.port
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port") from None
-    port = (443 if tls else 80) if explicit is None else explicit
-    return parts.hostname, _upstream_port(port, text), tls
-
-
-class _Table:
-    """Typed access to one TOML table that remembers which keys were read."""
-
-    def __init__(self, data: Any, where: str, source: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: {where}: expected a table, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.where = where
-        self.source = source
-        self.seen: set[str] = set()
-
-    def error(self, key: str, reason: str) -> ConfigError:
-        name = f"{self.where}.{key}" if self.where else key
-        return ConfigError(f"{self.source}: {name}: {reason}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.seen.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        bool_ok = kind is bool or (isinstance(kind, tuple) and bool in kind)
-        if isinstance(value, bool) and not bool_ok:
-            raise self.error(key, f"expected {_kind_name(kind)}, got a boolean")
-        if not isinstance(value, kind):
-            raise self.error(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
-        value = float(self.get(key, (int, float), default))
-        if value < minimum:
-            raise self.error(key, f"must be at least {minimum:g}")
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 2**62) -> int:
-        value: int = self.get(key, int, default)
-        if not minimum <= value <= maximum:
-            raise self.error(key, f"must be between {minimum} and {maximum}")
-        return value
-
-    def strings(self, key: str) -> list[str]:
-        values = self.get(key, list, [])
-        for index, value in enumerate(values):
-            if not isinstance(value, str):
-                raise self.error(f"{key}[{index}]", "expected a string")
-        return list(values)
-
-    def sub(self, key: str) -> _Table:
-        self.seen.add(key)
-        where = f"{self.where}.{key}" if self.where else key
-        return _Table(self.data.get(key, {}), where, self.source)
-
-    def subs(self, key: str) -> list[_Table]:
-        self.seen.add(key)
-        items = self.data.get(key, [])
-        if not isinstance(items, list):
-            raise self.error(key, f"expected an array of tables ([[{key}]])")
-        return [_Table(item, f"{key}[{i}]", self.source) for i, item in enumerate(items)]
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise self.error(unknown[0], "unknown key")
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
-    names.update({list: "an array", dict: "a table"})
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _path(table: _Table, key: str, base: Path) -> Path | None:
-    value = table.get(key, str, None)
-    if value is None:
-        return None
-    path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else base / path
-
-
-def _headers(table: _Table, key: str) -> HeaderRules:
+def _headers(table: Table, key: str) -> HeaderRules:
     rules = table.sub(key)
     raw_set = rules.get("set", dict, {})
     pairs = []
@@ -283,7 +192,7 @@ def _headers(table: _Table, key: str) -> HeaderRules:
     return HeaderRules(tuple(pairs), removed)
 
 
-def _listen(table: _Table) -> ListenConfig:
+def _listen(table: Table) -> ListenConfig:
     address = table.get("address", str, None)
     if address is None:
         raise table.error("address", "is required (HOST:PORT)")
@@ -299,7 +208,7 @@ def _listen(table: _Table) -> ListenConfig:
     return ListenConfig(host, port, tls, quic)
 
 
-def _upstream(table: _Table, base: Path) -> UpstreamConfig:
+def _upstream(table: Table, base: Path) -> UpstreamConfig:
     name = table.get("name", str, None)
     if not name:
         raise table.error("name", "is required")
@@ -325,7 +234,7 @@ def _upstream(table: _Table, base: Path) -> UpstreamConfig:
         protocol=_protocol(table, tls),
         sni=table.get("sni", str, None),
         verify=table.get("verify", bool, True),
-        ca_file=_path(table, "ca_file", base),
+        ca_file=table_path(table, "ca_file", base),
         connect_timeout=table.number("connect_timeout", 5.0, minimum=0.001),
         read_timeout=table.number("read_timeout", 60.0, minimum=0.001),
         write_timeout=table.number("write_timeout", 60.0, minimum=0.001),
@@ -334,15 +243,105 @@ def _upstream(table: _Table, base: Path) -> UpstreamConfig:
         try_duration=table.number("try_duration", 10.0, minimum=0.001),
         max_connections=table.integer("max_connections", 0),
         max_requests=table.integer("max_requests", 0),
+        weights=_weights(table, len(addresses)),
+        lb=_lb_name(table),
+        hash_key=_hash_key(table),
+        resolve_interval=table.number("resolve_interval", 0.0),
+        health_check=_active_check(table),
+        passive_health=_passive_check(table),
     )
     table.finish()
     return config
 
 
+LB_NAMES = (
+    "round_robin",
+    "weighted_round_robin",
+    "random",
+    "least_connections",
+    "power_of_two",
+    "ketama",
+)
+
+
+def _lb_name(table: Table) -> str:
+    name: str = table.get("lb", str, "round_robin")
+    if name not in LB_NAMES:
+        raise table.error("lb", f"must be one of {', '.join(LB_NAMES)}")
+    return name
+
+
+def _hash_key(table: Table) -> str | None:
+    text: str | None = table.get("hash_key", str, None)
+    if text is None:
+        return None
+    source, _, name = text.partition(":")
+    if source in ("client_ip", "path") and not name:
+        return text
+    if source in ("header", "cookie") and name:
+        return f"{source}:{name.lower()}"
+    raise table.error("hash_key", "must be client_ip, path, header:NAME or cookie:NAME")
+
+
+def _weights(table: Table, count: int) -> tuple[int, ...]:
+    weights = table.get("weights", list, [])
+    if not weights:
+        return ()
+    if len(weights) != count:
+        raise table.error("weights", f"needs one weight per address ({count})")
+    for index, weight in enumerate(weights):
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 1000:
+            raise table.error(f"weights[{index}]", "must be an integer from 1 to 1000")
+    return tuple(weights)
+
+
+def _active_check(parent: Table) -> ActiveCheck | None:
+    if "health_check" not in parent.data:
+        parent.seen.add("health_check")
+        return None
+    table = parent.sub("health_check")
+    kind = table.get("kind", str, "http")
+    if kind not in ("http", "tcp"):
+        raise table.error("kind", "must be http or tcp")
+    expected = table.get("expected_status", list, [200, 399])
+    if len(expected) != 2 or not all(isinstance(v, int) and 100 <= v <= 599 for v in expected):
+        raise table.error("expected_status", "must be [LOW, HIGH] statuses, e.g. [200, 399]")
+    path = table.get("path", str, "/")
+    if not path.startswith("/"):
+        raise table.error("path", "must start with /")
+    check = ActiveCheck(
+        kind=kind,
+        path=path,
+        host=table.get("host", str, None),
+        interval=table.number("interval", 5.0, minimum=0.05),
+        timeout=table.number("timeout", 2.0, minimum=0.01),
+        expected_status=(expected[0], expected[1]),
+        healthy_threshold=table.integer("healthy_threshold", 2, minimum=1, maximum=100),
+        unhealthy_threshold=table.integer("unhealthy_threshold", 3, minimum=1, maximum=100),
+    )
+    table.finish()
+    return check
+
+
+def _passive_check(parent: Table) -> PassiveCheck | None:
+    if "passive_health" not in parent.data:
+        parent.seen.add("passive_health")
+        return None
+    table = parent.sub("passive_health")
+    check = PassiveCheck(
+        max_fails=table.integer("max_fails", 3, minimum=1, maximum=10000),
+        fail_window=table.number("fail_window", 10.0, minimum=0.01),
+        fail_duration=table.number("fail_duration", 30.0, minimum=0.01),
+        slow_threshold=table.number("slow_threshold", 0.0),
+    )
+    table.finish()
+    return check
+
+
 _PROTOCOLS = ("auto", "h1", "h2", "h3")
 
 
-def _protocol(table: _Table, tls: bool) -> str:
+def _protocol(table: Table, tls: bool) -> str:
     protocol: str = table.get("protocol", str, "auto")
     if protocol not in _PROTOCOLS:
         raise table.error("protocol", f"must be one of {', '.join(_PROTOCOLS)}")
@@ -351,7 +350,7 @@ def _protocol(table: _Table, tls: bool) -> str:
     return protocol
 
 
-def _route(table: _Table, upstream_names: set[str]) -> RouteConfig:
+def _route(table: Table, upstream_names: set[str]) -> RouteConfig:
     upstream = table.get("upstream", str, None)
     if upstream is None:
         raise table.error("upstream", "is required")
@@ -373,7 +372,7 @@ def _route(table: _Table, upstream_names: set[str]) -> RouteConfig:
     return route
 
 
-def _networks(table: _Table, key: str) -> tuple[IPNetwork, ...]:
+def _networks(table: Table, key: str) -> tuple[IPNetwork, ...]:
     networks = []
     for index, text in enumerate(table.strings(key)):
         try:
@@ -385,7 +384,7 @@ def _networks(table: _Table, key: str) -> tuple[IPNetwork, ...]:
 
 def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     """Validate parsed TOML; ``base`` resolves relative paths."""
-    root = _Table(data, "", source)
+    root = Table(data, "", source)
     server_table = root.sub("server")
     workers = server_table.get("workers", (int, str), "auto")
     if workers == "auto":
@@ -405,9 +404,9 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
 
     tls_table = root.sub("tls")
     tls = TlsConfig(
-        cert=_path(tls_table, "cert", base),
-        key=_path(tls_table, "key", base),
-        dev_cert_dir=_path(tls_table, "dev_cert_dir", base),
+        cert=table_path(tls_table, "cert", base),
+        key=table_path(tls_table, "key", base),
+        dev_cert_dir=table_path(tls_table, "dev_cert_dir", base),
     )
     if (tls.cert is None) != (tls.key is None):
         raise tls_table.error("cert" if tls.cert is None else "key", "cert and key go together")

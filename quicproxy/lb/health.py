@@ -7,11 +7,11 @@ import collections
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from protocols.messages import RequestHead
 
+from ..config import ActiveCheck, PassiveCheck
 from ..errors import ProxyError
 from ..net.tcp import describe_os_error, open_tcp
 from ..upstream.connector import Connector
@@ -32,31 +32,6 @@ class HealthTarget(Protocol):
 
     @property
     def key(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveCheck:
-    """An active check: ``kind`` tcp (connect) or http (GET ``path`` over the peer's protocol)."""
-
-    kind: str = "http"
-    path: str = "/"
-    host: str | None = None
-    interval: float = 5.0
-    timeout: float = 2.0
-    expected_status: tuple[int, int] = (200, 399)
-    healthy_threshold: int = 2
-    unhealthy_threshold: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class PassiveCheck:
-    """Passive ejection: ``max_fails`` failures (or slow responses) within ``fail_window``
-    seconds take a backend out for ``fail_duration`` seconds."""
-
-    max_fails: int = 3
-    fail_window: float = 10.0
-    fail_duration: float = 30.0
-    slow_threshold: float = 0.0  # seconds; 0 disables counting slow responses as failures
 
 
 class _Streak:
