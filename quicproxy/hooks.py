@@ -48,6 +48,12 @@ class ProxyHttp(ABC, Generic[CtxT]):
     returned by ``new_ctx``; it is passed to every phase of that request.
     """
 
+    async def startup(self) -> None:
+        """Once per worker, before listening: start background work (health checks...)."""
+
+    async def shutdown(self) -> None:
+        """Once per worker, after draining: stop background work."""
+
     def new_ctx(self) -> CtxT:
         """Per-request state; the default is None."""
         return None  # type: ignore[return-value]

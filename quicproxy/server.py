@@ -80,6 +80,7 @@ class ProxyServer:
     async def start(self) -> None:
         """Bind every listener; a port of 0 binds TCP and UDP to one free port number."""
         cert, key = certificate_paths(self.config.tls)
+        await self.proxy.startup()
         tls_context = server_context(cert, key, ["h2", "http/1.1"])
         for item in self.config.listen:
             port = await self._listen(item, tls_context, cert, key)
@@ -155,6 +156,7 @@ class ProxyServer:
         for quic in self.quic_listeners:
             quic.close()
         self.services.pool.close()
+        await self.proxy.shutdown()
 
 
 def certificate_paths(tls: TlsConfig) -> tuple[Path, Path]:

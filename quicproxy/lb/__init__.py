@@ -1,5 +1,30 @@
-"""Load balancing: backend selection algorithms."""
+"""Load balancing: backends, selection algorithms, health checks and the per-group balancer."""
 
-from .selection import RoundRobin
+from .backends import Backend, BackendSet
+from .balancer import LoadBalancer
+from .selection import (
+    Ketama,
+    LeastConnections,
+    PowerOfTwoChoices,
+    Random,
+    RoundRobin,
+    Selector,
+    WeightedRoundRobin,
+    hash_key_value,
+    selector_by_name,
+)
 
-__all__ = ["RoundRobin"]
+__all__ = [
+    "Backend",
+    "BackendSet",
+    "Ketama",
+    "LeastConnections",
+    "LoadBalancer",
+    "PowerOfTwoChoices",
+    "Random",
+    "RoundRobin",
+    "Selector",
+    "WeightedRoundRobin",
+    "hash_key_value",
+    "selector_by_name",
+]

@@ -1,25 +1,201 @@
-"""Backend selection algorithms."""
+"""Backend selection algorithms: round robin (plain, weighted), random, least connections,
+power of two choices and consistent hashing (Ketama)."""
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import itertools
+import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from http.cookies import CookieError, SimpleCookie
 
-__all__ = ["RoundRobin"]
+from .backends import Backend
 
-T = TypeVar("T")
+__all__ = [
+    "Ketama",
+    "LeastConnections",
+    "PowerOfTwoChoices",
+    "Random",
+    "RoundRobin",
+    "Selector",
+    "WeightedRoundRobin",
+    "hash_key_value",
+    "selector_by_name",
+]
 
 
-class RoundRobin(Generic[T]):
-    """Each call returns the next backend in turn."""
+class Selector(ABC):
+    """Chooses one of the candidates (already filtered to available backends)."""
 
-    def __init__(self, backends: Sequence[T]) -> None:
-        if not backends:
-            raise ValueError("round robin needs at least one backend")
-        self.backends = tuple(backends)
+    @abstractmethod
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        """A backend, or None when there are no candidates."""
+
+
+class RoundRobin(Selector):
+    """Each call takes the next candidate in turn."""
+
+    def __init__(self) -> None:
         self._counter = itertools.count()
 
-    def select(self) -> T:
-        """The next backend."""
-        return self.backends[next(self._counter) % len(self.backends)]
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        if not candidates:
+            return None
+        return candidates[next(self._counter) % len(candidates)]
+
+
+class WeightedRoundRobin(Selector):
+    """Smooth weighted round robin (as nginx): weights 5,1,1 give a a b a c a a, interleaved."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, int] = {}
+
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        if not candidates:
+            return None
+        total = 0
+        best: Backend | None = None
+        best_value = 0
+        for backend in candidates:
+            value = self._current.get(backend.key, 0) + backend.weight
+            self._current[backend.key] = value
+            total += backend.weight
+            if best is None or value > best_value:
+                best, best_value = backend, value
+        assert best is not None
+        self._current[best.key] -= total
+        return best
+
+
+class Random(Selector):
+    """Uniformly random, or weighted by ``Backend.weight``."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        if not candidates:
+            return None
+        return self._rng.choices(candidates, weights=[b.weight for b in candidates])[0]
+
+
+class LeastConnections(Selector):
+    """The fewest requests in flight; ties go round robin."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        if not candidates:
+            return None
+        low = min(b.in_flight for b in candidates)
+        tied = [b for b in candidates if b.in_flight == low]
+        return tied[next(self._counter) % len(tied)]
+
+
+class PowerOfTwoChoices(Selector):
+    """Two random candidates; the one with fewer requests in flight."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        if len(candidates) < 2:
+            return candidates[0] if candidates else None
+        first, second = self._rng.sample(range(len(candidates)), 2)
+        a, b = candidates[first], candidates[second]
+        return a if a.in_flight <= b.in_flight else b
+
+
+POINTS_PER_WEIGHT = 160
+
+
+class Ketama(Selector):
+    """Consistent hashing: 160 points per unit of weight on a 32-bit ring (libketama's layout).
+
+    A key maps to the first point clockwise whose backend is a candidate, so removing one of N
+    backends moves only the keys it held (about 1/N). Without a key: round robin.
+    """
+
+    def __init__(self) -> None:
+        self._fallback = RoundRobin()
+        self._ring_for: tuple[tuple[str, int], ...] = ()
+        self._points: list[int] = []
+        self._owners: list[str] = []
+
+    def _build(self, members: tuple[tuple[str, int], ...]) -> None:
+        ring: list[tuple[int, str]] = []
+        for name, weight in members:
+            for i in range(POINTS_PER_WEIGHT * weight // 4):
+                digest = hashlib.md5(f"{name}-{i}".encode(), usedforsecurity=False).digest()
+                for j in range(4):
+                    point = int.from_bytes(digest[j * 4 : j * 4 + 4], "little")
+                    ring.append((point, name))
+        ring.sort()
+        self._points = [point for point, _ in ring]
+        self._owners = [name for _, name in ring]
+        self._ring_for = members
+
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        if not candidates:
+            return None
+        if key is None:
+            return self._fallback.select(candidates, None)
+        members = tuple(sorted((b.key, b.weight) for b in candidates))
+        if members != self._ring_for:
+            self._build(members)  # only when membership changes, never per request
+        by_key = {b.key: b for b in candidates}
+        digest = hashlib.md5(key, usedforsecurity=False).digest()
+        point = int.from_bytes(digest[:4], "little")
+        index = bisect.bisect_left(self._points, point) % len(self._points)
+        return by_key[self._owners[index]]
+
+
+def hash_key_value(
+    spec: str, client_ip: str, headers: list[tuple[bytes, bytes]], path: str
+) -> bytes | None:
+    """The bytes to hash for ``spec`` (client_ip, path, header:NAME, cookie:NAME), or None."""
+    source, _, name = spec.partition(":")
+    if source == "client_ip":
+        return client_ip.encode()
+    if source == "path":
+        return path.split("?", 1)[0].encode()
+    wanted = name.lower().encode()
+    if source == "header":
+        values = [v for k, v in headers if k == wanted]
+        return b", ".join(values) if values else None
+    if source == "cookie":
+        for field, value in headers:
+            if field != b"cookie":
+                continue
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except CookieError:
+                continue
+            if name in jar:
+                return jar[name].value.encode("latin-1")
+    return None
+
+
+_SELECTORS: dict[
+    str,
+    type[RoundRobin | WeightedRoundRobin | Random | LeastConnections | PowerOfTwoChoices | Ketama],
+] = {
+    "round_robin": RoundRobin,
+    "weighted_round_robin": WeightedRoundRobin,
+    "random": Random,
+    "least_connections": LeastConnections,
+    "power_of_two": PowerOfTwoChoices,
+    "ketama": Ketama,
+}
+
+
+def selector_by_name(name: str) -> Selector:
+    """A new selector for a config name."""
+    try:
+        return _SELECTORS[name]()
+    except KeyError:
+        raise ValueError(f"unknown lb {name!r}: use one of {', '.join(_SELECTORS)}") from None

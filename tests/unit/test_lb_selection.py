@@ -1,0 +1,149 @@
+"""Selection algorithms: distribution, stickiness, skipping, and Ketama's remapping bound."""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import pytest
+
+from quicproxy.lb.backends import Backend, BackendSet
+from quicproxy.lb.selection import (
+    Ketama,
+    LeastConnections,
+    PowerOfTwoChoices,
+    Random,
+    RoundRobin,
+    WeightedRoundRobin,
+    hash_key_value,
+    selector_by_name,
+)
+from quicproxy.upstream.peer import HttpPeer
+
+
+def backends(count: int, weights: list[int] | None = None) -> list[Backend]:
+    weights = weights or [1] * count
+    return [Backend(HttpPeer("127.0.0.1", 9000 + i), w) for i, w in enumerate(weights)]
+
+
+def picks(selector: object, pool: list[Backend], n: int, key: bytes | None = None) -> list[str]:
+    out = []
+    for _ in range(n):
+        chosen = selector.select(pool, key)  # type: ignore[attr-defined]
+        assert chosen is not None
+        out.append(chosen.key)
+    return out
+
+
+def test_round_robin_is_exactly_even() -> None:
+    pool = backends(3)
+    counts = collections.Counter(picks(RoundRobin(), pool, 3000))
+    assert set(counts.values()) == {1000}
+
+
+def test_weighted_round_robin_is_proportional_and_smooth() -> None:
+    pool = backends(3, [5, 1, 1])
+    sequence = picks(WeightedRoundRobin(), pool, 7)
+    assert sequence.count(pool[0].key) == 5
+    assert sequence[:3] != [pool[0].key] * 3  # interleaved, not aaaaabc
+    counts = collections.Counter(picks(WeightedRoundRobin(), pool, 7000))
+    assert counts[pool[0].key] == 5000 and counts[pool[1].key] == 1000
+
+
+def test_random_is_roughly_uniform() -> None:
+    pool = backends(4)
+    counts = collections.Counter(picks(Random(random.Random(1)), pool, 10000))
+    assert all(2300 < c < 2700 for c in counts.values())
+
+
+def test_least_connections_picks_the_idlest_and_spreads_ties() -> None:
+    pool = backends(3)
+    pool[0].in_flight, pool[1].in_flight, pool[2].in_flight = 5, 2, 2
+    chosen = picks(LeastConnections(), pool, 4)
+    assert set(chosen) == {pool[1].key, pool[2].key}
+
+
+def test_power_of_two_avoids_a_loaded_backend() -> None:
+    pool = backends(4)
+    pool[0].in_flight = 100
+    selector = PowerOfTwoChoices(random.Random(3))
+    counts = collections.Counter(picks(selector, pool, 3000))
+    assert counts[pool[0].key] == 0
+    assert all(counts[b.key] > 700 for b in pool[1:])
+
+
+def test_ketama_is_sticky_and_spreads_keys() -> None:
+    pool = backends(5)
+    ring = Ketama()
+    assert len(set(picks(ring, pool, 20, b"user-42"))) == 1
+    rng = random.Random(5)
+    keys = [rng.randbytes(8) for _ in range(10000)]
+    counts = collections.Counter(ring.select(pool, k).key for k in keys)  # type: ignore[union-attr]
+    assert all(1500 < c < 2500 for c in counts.values()), counts
+
+
+def test_ketama_loses_only_the_removed_backends_keys() -> None:
+    pool = backends(10)
+    ring = Ketama()
+    rng = random.Random(9)
+    keys = [rng.randbytes(8) for _ in range(10000)]
+    before = {k: ring.select(pool, k).key for k in keys}  # type: ignore[union-attr]
+    removed = pool[3]
+    survivors = [b for b in pool if b is not removed]
+    after = {k: ring.select(survivors, k).key for k in keys}  # type: ignore[union-attr]
+    moved = [k for k in keys if before[k] != after[k]]
+    assert all(before[k] == removed.key for k in moved)  # nobody else's keys moved
+    assert 0.05 < len(moved) / len(keys) < 0.15  # about 1/N
+    restored = {k: ring.select(pool, k).key for k in keys}  # type: ignore[union-attr]
+    assert restored == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "round_robin",
+        "weighted_round_robin",
+        "random",
+        "least_connections",
+        "power_of_two",
+        "ketama",
+    ],
+)
+def test_every_algorithm_handles_empty_and_filtered_candidates(name: str) -> None:
+    selector = selector_by_name(name)
+    assert selector.select([], b"k") is None
+    pool = backends(3)
+    pool[0].healthy = False
+    pool[1].draining = True
+    available = BackendSet(pool).available(now=0.0)
+    assert [b.key for b in available] == [pool[2].key]
+    assert selector.select(available, b"k") is pool[2]
+
+
+def test_unknown_algorithm_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="round_robin"):
+        selector_by_name("fastest")
+
+
+def test_hash_key_sources() -> None:
+    headers = [(b"x-user", b"alice"), (b"cookie", b"a=1; session=xyz")]
+    assert hash_key_value("client_ip", "10.0.0.1", headers, "/p?q") == b"10.0.0.1"
+    assert hash_key_value("path", "ip", headers, "/p?q=1") == b"/p"
+    assert hash_key_value("header:x-user", "ip", headers, "/") == b"alice"
+    assert hash_key_value("header:x-missing", "ip", headers, "/") is None
+    assert hash_key_value("cookie:session", "ip", headers, "/") == b"xyz"
+    assert hash_key_value("cookie:none", "ip", headers, "/") is None
+
+
+def test_backend_set_replace_keeps_state_of_survivors() -> None:
+    pool = backends(3)
+    pool[1].in_flight = 7
+    pool[1].healthy = False
+    members = BackendSet(pool)
+    new_peer = HttpPeer("127.0.0.1", 9100)
+    changed = members.replace([pool[1].peer, new_peer], [1, 2])
+    assert changed and members.version == 1
+    kept = members.get(pool[1].key)
+    assert kept is pool[1] and kept.in_flight == 7 and not kept.healthy
+    assert [b.key for b in members] == [pool[1].key, new_peer.address]
+    assert not members.replace([pool[1].peer, new_peer], [1, 2])
