@@ -40,9 +40,9 @@ def pattern_sha256(size: int) -> str:
 class ThreadedOrigin:
     """A DemoOrigin on its own event loop in a thread, so sync tests can use it."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.loop = asyncio.new_event_loop()
-        self.origin = DemoOrigin("127.0.0.1", 0, ssl_context)
+        self.origin = DemoOrigin("127.0.0.1", port, ssl_context)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> ThreadedOrigin:
@@ -51,6 +51,8 @@ class ThreadedOrigin:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.loop.is_closed():
+            return  # stopped already (tests kill origins on purpose)
         asyncio.run_coroutine_threadsafe(self.origin.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
