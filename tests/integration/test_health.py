@@ -119,3 +119,42 @@ def test_passive_counts_slow_responses_when_configured() -> None:
     passive.record(target, ok=True, duration=2.0, now=2.0)
     passive.record(target, ok=True, duration=3.0, now=3.0)
     assert target.ejected_until == 33.0
+
+
+async def test_discovery_resolves_host_names_and_keeps_state() -> None:
+    from quicproxy.lb import LoadBalancer, RoundRobin
+
+    balancer = LoadBalancer(
+        "app", [HttpPeer("localhost", 8080), HttpPeer("127.0.0.2", 8081)], RoundRobin()
+    )
+    assert [b.key for b in balancer.backends] == ["localhost:8080", "127.0.0.2:8081"]
+    await balancer.resolve()
+    keys = [b.key for b in balancer.backends]
+    assert "127.0.0.1:8080" in keys and "127.0.0.2:8081" in keys
+    assert "localhost:8080" not in keys
+    resolved = balancer.backends.get("127.0.0.1:8080")
+    assert resolved is not None and resolved.peer.host == "127.0.0.1"
+    resolved.in_flight = 3  # a request in flight survives the next round of discovery
+    version = balancer.backends.version
+    await balancer.resolve()
+    assert balancer.backends.get("127.0.0.1:8080") is resolved
+    assert resolved.in_flight == 3 and balancer.backends.version == version
+
+
+async def test_discovery_keeps_addresses_when_a_lookup_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from quicproxy.lb import LoadBalancer, RoundRobin
+
+    balancer = LoadBalancer("app", [HttpPeer("localhost", 8080)], RoundRobin())
+    await balancer.resolve()
+    before = [b.key for b in balancer.backends]
+    assert "127.0.0.1:8080" in before
+
+    async def failing(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", failing)
+    await balancer.resolve()
+    assert [b.key for b in balancer.backends] == before
+    assert "cannot resolve localhost" in caplog.text
