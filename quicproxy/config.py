@@ -128,6 +128,8 @@ class UpstreamConfig:
     sni: str | None = None
     verify: bool = True
     ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     write_timeout: float = 60.0
@@ -227,6 +229,10 @@ def _upstream(table: Table, base: Path) -> UpstreamConfig:
     if len(tls_seen) > 1:
         raise table.error("addresses", "mixes http:// and https://; use two upstreams")
     tls = table.get("tls", bool, tls_seen.pop() if tls_seen else False)
+    for key in ("ca_file", "client_cert", "client_key"):
+        path = table_path(table, key, base)
+        if path is not None and not path.is_file():
+            raise table.error(key, f"file not found: {path}")
     config = UpstreamConfig(
         name=name,
         addresses=tuple(addresses),
@@ -235,6 +241,8 @@ def _upstream(table: Table, base: Path) -> UpstreamConfig:
         sni=table.get("sni", str, None),
         verify=table.get("verify", bool, True),
         ca_file=table_path(table, "ca_file", base),
+        client_cert=table_path(table, "client_cert", base),
+        client_key=table_path(table, "client_key", base),
         connect_timeout=table.number("connect_timeout", 5.0, minimum=0.001),
         read_timeout=table.number("read_timeout", 60.0, minimum=0.001),
         write_timeout=table.number("write_timeout", 60.0, minimum=0.001),

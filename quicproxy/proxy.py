@@ -45,6 +45,8 @@ def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
             sni=upstream.sni,
             verify=upstream.verify,
             ca_file=upstream.ca_file,
+            client_cert=upstream.client_cert,
+            client_key=upstream.client_key,
             timeouts=timeouts,
             max_connections=upstream.max_connections,
             max_requests=upstream.max_requests,

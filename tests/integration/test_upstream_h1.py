@@ -132,3 +132,22 @@ def test_tls_upstream_without_verification_warns(
     with run_proxy(["run", "-c", str(config(tmp_path / "p.toml", certs, upstream))]) as proxy:
         assert get(proxy.port)[0] == 200
         assert "TLS verification is off" in proxy.log_text()
+
+
+def test_mutual_tls_presents_the_configured_client_certificate(
+    tmp_path: Path, certs: DevCerts
+) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.cert, certs.key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(certs.ca_cert)
+    with ThreadedOrigin(context) as origin:
+        base = (
+            f'[[upstream]]\nname = "origin"\naddresses = ["https://127.0.0.1:{origin.port}"]\n'
+            f'sni = "localhost"\nca_file = "{certs.ca_cert}"\n'
+        )
+        with_cert = base + f'client_cert = "{certs.cert}"\nclient_key = "{certs.key}"'
+        with run_proxy(["run", "-c", str(config(tmp_path / "a.toml", certs, with_cert))]) as proxy:
+            assert get(proxy.port)[0] == 200
+        with run_proxy(["run", "-c", str(config(tmp_path / "b.toml", certs, base))]) as proxy:
+            assert get(proxy.port)[0] == 502  # the origin refuses a client without a certificate

@@ -59,6 +59,8 @@ def test_full_config_round_trips(tmp_path: Path) -> None:
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "site.pem").write_text("cert")
     (tmp_path / "certs" / "site.key").write_text("key")
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "internal.pem").write_text("ca")
     text = """
 [server]
 workers = 4

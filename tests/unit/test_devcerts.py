@@ -85,7 +85,7 @@ def test_leaf_properties(certs: DevCerts) -> None:
         ipaddress.ip_address("::1"),
     }
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
