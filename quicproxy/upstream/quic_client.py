@@ -1,0 +1,209 @@
+"""HTTP/3 upstream connections: aioquic's client over a UDP socket, driven like every other peer."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+from collections.abc import Callable
+
+from aioquic.quic import events as qe
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.tls import SessionTicket
+
+from protocols.events import CapacityAvailable, Event
+from protocols.h3 import H3ClientAdapter, connection_closed
+from protocols.quic_compat import GatedQuicConnection
+
+from ..errors import ErrorKind, ErrorSource, ProxyError
+from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
+from ..streamio import ConnectionDriver
+from .peer import HttpPeer
+
+__all__ = ["H3UpstreamConnection", "TicketCache"]
+
+STREAM_BUFFER = 256 * 1024
+
+
+class TicketCache:
+    """The latest TLS session ticket per server, so the next connection resumes (bounded)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._tickets: collections.OrderedDict[tuple[str, int], SessionTicket] = (
+            collections.OrderedDict()
+        )
+        self.limit = limit
+
+    def get(self, key: tuple[str, int]) -> SessionTicket | None:
+        return self._tickets.get(key)
+
+    def store(self, key: tuple[str, int], ticket: SessionTicket) -> None:
+        self._tickets[key] = ticket
+        self._tickets.move_to_end(key)
+        while len(self._tickets) > self.limit:
+            self._tickets.popitem(last=False)
+
+
+TICKETS = TicketCache()
+
+
+def _configuration(peer: HttpPeer, ticket: SessionTicket | None) -> QuicConfiguration:
+    configuration = QuicConfiguration(
+        session_ticket=ticket,
+        is_client=True,
+        alpn_protocols=["h3"],
+        server_name=peer.sni or peer.host,
+        verify_mode=ssl.CERT_REQUIRED if peer.verify else ssl.CERT_NONE,
+        max_datagram_size=1350,
+        idle_timeout=peer.timeouts.idle,
+    )
+    if peer.ca_file is not None:
+        configuration.load_verify_locations(cafile=str(peer.ca_file))
+    if peer.client_cert is not None:
+        configuration.load_cert_chain(
+            str(peer.client_cert), peer.client_key and str(peer.client_key)
+        )
+    return configuration
+
+
+class H3UpstreamConnection(ConnectionDriver):
+    """One QUIC connection to an upstream; streams are multiplexed like HTTP/2's."""
+
+    multiplexed = True
+
+    def __init__(
+        self, peer: HttpPeer, quic: GatedQuicConnection, endpoint: UdpEndpoint, addr: Address
+    ) -> None:
+        super().__init__(
+            H3ClientAdapter(quic, stream_buffer=STREAM_BUFFER),
+            peer_side=ErrorSource.UPSTREAM,
+            write_timeout=peer.timeouts.write,
+            stream_buffer=STREAM_BUFFER,
+        )
+        self.peer = peer
+        self.quic = quic
+        self.endpoint = endpoint
+        self.addr = addr
+        self.alpn = "h3"
+        self.last_activity = self.loop.time()
+        self.on_gone: Callable[[H3UpstreamConnection], None] | None = None
+        self.handshake: asyncio.Future[None] = self.loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._gone = False
+
+    @classmethod
+    async def connect(cls, peer: HttpPeer) -> H3UpstreamConnection:
+        """Handshake within the peer's connect timeout; failures are ProxyErrors."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(peer.timeouts.connect):
+                infos = await loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
+                addr: Address = tuple(infos[0][4])
+                local = "::" if infos[0][0] == socket.AF_INET6 else "0.0.0.0"
+                holder: list[H3UpstreamConnection] = []
+                endpoint = await open_udp_endpoint(
+                    local, 0, lambda data, source: holder[0].datagram_received(data, source)
+                )
+                key = (peer.sni or peer.host, peer.port)
+                quic = GatedQuicConnection(
+                    configuration=_configuration(peer, TICKETS.get(key)),
+                    session_ticket_handler=lambda ticket: TICKETS.store(key, ticket),
+                    stream_window=STREAM_BUFFER,
+                )
+                conn = cls(peer, quic, endpoint, addr)
+                holder.append(conn)
+                quic.connect(addr, now=loop.time())
+                conn.flush()
+                await conn.handshake
+        except TimeoutError:
+            raise ProxyError.upstream(
+                ErrorKind.CONNECT_TIMEOUT,
+                f"QUIC handshake with {peer.address} timed out after {peer.timeouts.connect:g}s",
+            ) from None
+        except OSError as exc:
+            raise ProxyError.upstream(
+                ErrorKind.CONNECT_REFUSED, f"QUIC to {peer.address} failed: {exc}"
+            ) from None
+        return conn
+
+    @property
+    def reusable(self) -> bool:
+        """True while another request may start on this connection."""
+        return not self.closed and not self.going_away and self.adapter.available_streams() > 0
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """Feed one datagram from the upstream."""
+        now = self.loop.time()
+        self.last_activity = now
+        self.quic.receive_datagram(data, addr, now)
+        self._drain()
+        self.schedule_flush()
+
+    def _drain(self) -> None:
+        events: list[Event] = []
+        while (event := self.quic.next_event()) is not None:
+            if isinstance(event, qe.HandshakeCompleted):
+                if not self.handshake.done():
+                    self.handshake.set_result(None)
+            elif isinstance(event, qe.ConnectionTerminated):
+                self._terminated(event)
+                return
+            events.extend(self.adapter.handle_event(event))
+        self.adapter.poll()
+        events.append(CapacityAvailable(None))
+        self.handle_events(events)
+
+    def _terminated(self, event: qe.ConnectionTerminated) -> None:
+        closed = connection_closed(event)
+        if not self.handshake.done():
+            self.handshake.set_exception(
+                ProxyError.upstream(
+                    ErrorKind.TLS_HANDSHAKE,
+                    f"QUIC handshake with {self.peer.address} failed: {event.reason_phrase}",
+                    retry=False,
+                )
+            )
+        self.connection_failed(closed.message or "QUIC connection closed")
+        self._forget()
+
+    def flush(self) -> None:
+        if self._gone:
+            return
+        now = self.loop.time()
+        datagrams = self.quic.datagrams_to_send(now)
+        if datagrams:
+            self.endpoint.send(datagrams)
+        deadline = self.quic.get_timer()
+        if deadline != self._deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._deadline = deadline
+            self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._deadline = None
+        self.quic.handle_timer(self.loop.time())
+        self._drain()
+        self.flush()
+
+    def close_transport(self) -> None:
+        """CONNECTION_CLOSE, then forget the socket."""
+        if self._gone:
+            return
+        self.quic.close()
+        self.flush()
+        self.connection_failed("closed by the proxy")
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.loop.call_later(0.05, self.endpoint.close)  # let CONNECTION_CLOSE leave first
+        if self.on_gone is not None:
+            self.on_gone(self)
