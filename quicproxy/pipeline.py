@@ -267,6 +267,7 @@ async def _pump_response(
     """Response: upstream -> filters -> Alt-Svc -> client."""
     response = ResponseHeader.from_head(head)
     response.headers = strip_hop_by_hop(response.headers)
+    services.pool.observe_alt_svc(peer, response.get_all("alt-svc"))
     await proxy.upstream_response_filter(session, response, ctx)
     services.altsvc.apply(response, session.downstream.protocol)
     await proxy.response_filter(session, response, ctx)

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+from dataclasses import replace
 from typing import Protocol
 
 from protocols.messages import RequestHead
 
 from ..errors import ErrorKind, ProxyError
 from ..streamio import StreamIO
+from .altsvc_cache import AltSvcCache
 from .connector import Connector
 from .peer import HttpPeer, PeerKey
 
 __all__ = ["PooledConnection", "UpstreamPool"]
+
+log = logging.getLogger("quicproxy.upstream")
+
+H3_ATTEMPT_TIMEOUT = 2.0  # an advertised HTTP/3 that does not answer by then falls back to TCP
+_FALLBACK_KINDS = frozenset(
+    {ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_REFUSED, ErrorKind.TLS_HANDSHAKE}
+)
 
 
 class PooledConnection(Protocol):
@@ -52,6 +62,7 @@ class UpstreamPool:
         self._live: dict[PeerKey, set[PooledConnection]] = {}
         self._in_flight: collections.Counter[PeerKey] = collections.Counter()
         self.connections_opened = 0
+        self.alt_svc = AltSvcCache()
 
     def in_flight(self, peer: HttpPeer) -> int:
         """Requests to ``peer`` between acquire and release."""
@@ -67,17 +78,45 @@ class UpstreamPool:
 
         Beyond ``peer.max_requests`` in flight, or when a new connection would exceed
         ``peer.max_connections``, fails at once with OVERLOADED (503, retryable elsewhere):
-        requests never queue without bound.
+        requests never queue without bound. An ``auto`` TLS peer that advertised HTTP/3 with
+        Alt-Svc is reached over HTTP/3; when that fails, over TCP, and HTTP/3 rests a while.
         """
         key = peer.key()
         if peer.max_requests and self._in_flight[key] >= peer.max_requests:
             raise self._overloaded(peer, f"{self._in_flight[key]} requests in flight")
+        target = self._alternative(peer) or peer
+        self._in_flight[target.key()] += 1
+        try:
+            return await self._acquire(target.key(), target)
+        except ProxyError as exc:
+            self._in_flight[target.key()] -= 1
+            if target is peer or exc.kind not in _FALLBACK_KINDS:
+                raise
+            self.alt_svc.mark_broken(peer, asyncio.get_running_loop().time())
+            log.warning("HTTP/3 to %s failed (%s); using TCP for a while", peer.address, exc)
+        except BaseException:
+            self._in_flight[target.key()] -= 1
+            raise
         self._in_flight[key] += 1
         try:
             return await self._acquire(key, peer)
         except BaseException:
             self._in_flight[key] -= 1
             raise
+
+    def _alternative(self, peer: HttpPeer) -> HttpPeer | None:
+        if peer.protocol != "auto" or not peer.tls:
+            return None
+        port = self.alt_svc.lookup(peer, asyncio.get_running_loop().time())
+        if port is None:
+            return None
+        quick = replace(peer.timeouts, connect=min(peer.timeouts.connect, H3_ATTEMPT_TIMEOUT))
+        return replace(peer, protocol="h3", port=port, timeouts=quick)
+
+    def observe_alt_svc(self, peer: HttpPeer, values: list[str]) -> None:
+        """Learn from an upstream response's Alt-Svc fields (for ``auto`` TLS peers)."""
+        if peer.protocol == "auto" and peer.tls and values:
+            self.alt_svc.observe(peer, values, asyncio.get_running_loop().time())
 
     async def _acquire(self, key: PeerKey, peer: HttpPeer) -> tuple[PooledConnection, bool]:
         for _ in range(3):

@@ -166,3 +166,48 @@ def test_ngtcp2_server_as_http3_origin(tmp_path: Path, certs: DevCerts) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_auto_upstream_moves_to_http3_after_alt_svc(tmp_path: Path, certs: DevCerts) -> None:
+    """The hop (a quicproxy) advertises h3 on its TCP responses; proxy A, with protocol auto,
+    starts over TCP (ALPN h2), remembers the advertisement and switches to HTTP/3."""
+    with ThreadedOrigin() as origin:
+        origin_upstream = f'addresses = ["127.0.0.1:{origin.port}"]'
+        with run_proxy(proxy_args(tmp_path / "b.toml", certs, origin_upstream)) as hop:
+            upstream = (
+                f'addresses = ["https://127.0.0.1:{hop.port}"]\nsni = "localhost"\n'
+                f'ca_file = "{certs.ca_cert}"\nprotocol = "auto"'
+            )
+            with run_proxy(proxy_args(tmp_path / "a.toml", certs, upstream)) as proxy:
+                url = f"https://127.0.0.1:{proxy.port}/status/200"
+                for _ in range(4):
+                    assert curl("--http1.1", "-w", "%{http_code}", url).stdout.endswith(b"200")
+                protocols = [
+                    line.split()[5] for line in hop.log_text().splitlines() if "/status/200" in line
+                ]
+                assert protocols[0] == "h2"  # first contact: TCP with ALPN
+                assert protocols[-1] == "h3"  # then the advertised HTTP/3
+
+
+def test_advertised_http3_that_does_not_answer_falls_back_to_tcp(
+    tmp_path: Path, certs: DevCerts
+) -> None:
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.cert, certs.key)
+    with ThreadedOrigin(context) as origin:  # its /alt-svc advertises h3 on a dead port
+        upstream = (
+            f'addresses = ["https://127.0.0.1:{origin.port}"]\nsni = "localhost"\n'
+            f'ca_file = "{certs.ca_cert}"\nprotocol = "auto"'
+        )
+        with run_proxy(proxy_args(tmp_path / "a.toml", certs, upstream)) as proxy:
+            base = f"https://127.0.0.1:{proxy.port}"
+            assert curl("-w", "%{http_code}", f"{base}/alt-svc").stdout.endswith(b"200")
+            started = time.monotonic()
+            assert curl("-w", "%{http_code}", f"{base}/status/200").stdout.endswith(b"200")
+            assert time.monotonic() - started < 4  # one short HTTP/3 attempt, then TCP
+            assert "using TCP for a while" in proxy.log_text()
+            started = time.monotonic()
+            assert curl("-w", "%{http_code}", f"{base}/status/200").stdout.endswith(b"200")
+            assert time.monotonic() - started < 1  # HTTP/3 is not tried again right away
