@@ -131,6 +131,8 @@ class UpstreamConfig:
     client_cert: Path | None = None
     client_key: Path | None = None
     connect_timeout: float = 5.0
+    tls_handshake_timeout: float = 10.0
+    total_timeout: float = 0.0
     read_timeout: float = 60.0
     write_timeout: float = 60.0
     idle_timeout: float = 60.0
@@ -244,6 +246,8 @@ def _upstream(table: Table, base: Path) -> UpstreamConfig:
         client_cert=table_path(table, "client_cert", base),
         client_key=table_path(table, "client_key", base),
         connect_timeout=table.number("connect_timeout", 5.0, minimum=0.001),
+        tls_handshake_timeout=table.number("tls_handshake_timeout", 10.0, minimum=0.001),
+        total_timeout=table.number("total_timeout", 0.0),
         read_timeout=table.number("read_timeout", 60.0, minimum=0.001),
         write_timeout=table.number("write_timeout", 60.0, minimum=0.001),
         idle_timeout=table.number("idle_timeout", 60.0, minimum=0.001),

@@ -98,7 +98,7 @@ async def _proxy_with_retries(
     while True:
         peer = await proxy.upstream_peer(session, ctx)
         try:
-            await _proxy_once(session, proxy, ctx, peer, services)
+            await _proxy_within_total(session, proxy, ctx, peer, services)
             return
         except ProxyError as exc:
             untouched = not session.response_started and session.stream.body.taken == 0
@@ -114,6 +114,25 @@ async def _proxy_with_retries(
                 exc,
             )
             await asyncio.sleep(delay)
+
+
+async def _proxy_within_total(
+    session: Session, proxy: ProxyHttp[Any], ctx: Any, peer: HttpPeer, services: ProxyServices
+) -> None:
+    """One try, bounded by the peer's total timeout when it has one."""
+    total = peer.timeouts.total
+    if not total:
+        await _proxy_once(session, proxy, ctx, peer, services)
+        return
+    try:
+        async with asyncio.timeout(total):
+            await _proxy_once(session, proxy, ctx, peer, services)
+    except TimeoutError:
+        raise ProxyError.upstream(
+            ErrorKind.READ_TIMEOUT,
+            f"exchange with {peer.address} exceeded its total timeout of {total:g}s",
+            retry=False,
+        ) from None
 
 
 def _upstream_request(session: Session, services: ProxyServices) -> RequestHeader:

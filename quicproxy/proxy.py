@@ -32,9 +32,11 @@ class RouteCtx:
 def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
     timeouts = Timeouts(
         connect=upstream.connect_timeout,
+        tls_handshake=upstream.tls_handshake_timeout,
         read=upstream.read_timeout,
         write=upstream.write_timeout,
         idle=upstream.idle_timeout,
+        total=upstream.total_timeout,
     )
     return [
         HttpPeer(

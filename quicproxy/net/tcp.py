@@ -137,15 +137,19 @@ async def open_tcp(
     ssl_context: ssl.SSLContext | None,
     server_hostname: str | None,
     connect_timeout: float,
+    tls_handshake_timeout: float = 10.0,
 ) -> ByteStream:
-    """Connect and handshake within ``connect_timeout``; raises OSError or TimeoutError."""
+    """Connect within ``connect_timeout`` and handshake TLS within ``tls_handshake_timeout``;
+    raises OSError, ssl.SSLError or TimeoutError."""
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(connect_timeout):
+    budget = connect_timeout + (tls_handshake_timeout if ssl_context else 0.0)
+    async with asyncio.timeout(budget):
         _, stream = await loop.create_connection(
             lambda: ByteStream(receiver_factory),
             host,
             port,
             ssl=ssl_context,
             server_hostname=server_hostname if ssl_context else None,
+            ssl_handshake_timeout=tls_handshake_timeout if ssl_context else None,
         )
     return stream

@@ -102,11 +102,13 @@ class Connector:
                 ssl_context=self._context(peer),
                 server_hostname=peer.server_name,
                 connect_timeout=peer.timeouts.connect,
+                tls_handshake_timeout=peer.timeouts.tls_handshake,
             )
-        except TimeoutError:
+        except (TimeoutError, ConnectionAbortedError):
             raise ProxyError.upstream(
                 ErrorKind.CONNECT_TIMEOUT,
-                f"connect to {peer.address} timed out after {peer.timeouts.connect:g}s",
+                f"connect to {peer.address} timed out (connect {peer.timeouts.connect:g}s"
+                + (f", TLS handshake {peer.timeouts.tls_handshake:g}s)" if peer.tls else ")"),
             ) from None
         except ssl.SSLError as exc:
             raise ProxyError.upstream(

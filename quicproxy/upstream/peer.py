@@ -14,10 +14,12 @@ PeerKey = tuple[object, ...]
 class Timeouts:
     """Upstream timeouts in seconds."""
 
-    connect: float = 5.0
-    read: float = 60.0
-    write: float = 60.0
-    idle: float = 60.0
+    connect: float = 5.0  # TCP connect (QUIC: the whole handshake)
+    tls_handshake: float = 10.0  # TLS over TCP, after the connect
+    read: float = 60.0  # to the response head once the request is sent; between body chunks
+    write: float = 60.0  # the upstream accepting request body bytes
+    idle: float = 60.0  # pooled connections unused this long are closed
+    total: float = 0.0  # the whole exchange, head to last byte; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,49 @@ def test_mutual_tls_presents_the_configured_client_certificate(
             assert get(proxy.port)[0] == 200
         with run_proxy(["run", "-c", str(config(tmp_path / "b.toml", certs, base))]) as proxy:
             assert get(proxy.port)[0] == 502  # the origin refuses a client without a certificate
+
+
+def test_total_and_tls_handshake_timeouts(tmp_path: Path, certs: DevCerts) -> None:
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    try:
+        with ThreadedOrigin() as origin:
+            upstreams = (
+                f'[[upstream]]\nname = "origin"\naddresses = ["127.0.0.1:{origin.port}"]\n'
+                "total_timeout = 1\n\n"
+                f'[[upstream]]\nname = "mute"\naddresses = ["https://127.0.0.1:'
+                f'{silent.getsockname()[1]}"]\ntls_handshake_timeout = 0.5\n\n'
+                '[[route]]\nupstream = "mute"\npath_prefix = "/mute"'
+            )
+            with run_proxy(["run", "-c", str(config(tmp_path / "p.toml", certs, upstreams))]) as p:
+                started = time.monotonic()
+                assert get(p.port, "/delay/3")[0] == 504
+                assert time.monotonic() - started < 2.5
+                assert "exceeded its total timeout of 1s" in p.log_text()
+                started = time.monotonic()
+                assert get(p.port, "/mute")[0] == 504
+                assert time.monotonic() - started < 4  # 0.5 s per try, three tries
+                assert "TLS handshake 0.5s" in p.log_text()
+    finally:
+        stop.set()
+        thread.join(5)
+        silent.close()
+        for conn in accepted:
+            conn.close()
