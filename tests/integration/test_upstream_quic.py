@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -211,3 +212,50 @@ def test_advertised_http3_that_does_not_answer_falls_back_to_tcp(
             started = time.monotonic()
             assert curl("-w", "%{http_code}", f"{base}/status/200").stdout.endswith(b"200")
             assert time.monotonic() - started < 1  # HTTP/3 is not tried again right away
+
+
+async def test_http3_upstream_resumes_sessions_and_health_checks_over_h3(
+    certs: DevCerts,
+) -> None:
+    from protocols.messages import RequestHead
+    from quicproxy.config import Config, ListenConfig, RouteConfig, TlsConfig, UpstreamConfig
+    from quicproxy.demo import DemoOrigin
+    from quicproxy.lb.health import ActiveCheck, HealthChecker
+    from quicproxy.server import ProxyServer
+    from quicproxy.upstream.peer import HttpPeer
+    from quicproxy.upstream.quic_client import H3UpstreamConnection
+
+    origin = DemoOrigin()
+    await origin.start()
+    config = Config(
+        listen=(ListenConfig("127.0.0.1", 0, True, True),),
+        upstreams=(UpstreamConfig("o", (("127.0.0.1", origin.port),)),),
+        routes=(RouteConfig("o"),),
+        tls=TlsConfig(certs.cert, certs.key),
+    )
+    server = ProxyServer(config)
+    await server.start()
+    try:
+        port = server.addresses[0][1]
+        peer = HttpPeer(
+            "127.0.0.1", port, tls=True, protocol="h3", sni="localhost", ca_file=certs.ca_cert
+        )
+        first = await H3UpstreamConnection.connect(peer)
+        assert not first.quic.tls.session_resumed
+        # one exchange: the server's session ticket arrives meanwhile
+        head = RequestHead(b"GET", b"https", b"localhost", b"/status/204", [])
+        stream = first.open_stream(head, end_stream=True)
+        assert (await asyncio.wait_for(stream.response, 10)).status == 204
+        first.close_transport()
+        second = await H3UpstreamConnection.connect(peer)
+        try:
+            assert second.quic.tls.session_resumed
+        finally:
+            second.close_transport()
+        checker = HealthChecker("o", [], ActiveCheck(path="/status/200", timeout=5))
+        assert await checker.probe(peer) is None
+        bad = HealthChecker("o", [], ActiveCheck(path="/status/500", timeout=5))
+        assert await bad.probe(peer) == "status 500, expected 200-399"
+    finally:
+        await server.close()
+        await origin.stop()
