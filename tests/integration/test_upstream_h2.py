@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from quicproxy.devcerts import DevCerts, ensure_dev_certs
-from tests.support.procs import CURL, ThreadedOrigin, curl, pattern_sha256, run_proxy
+from tests.support.procs import CURL, ThreadedOrigin, curl, pattern_sha256, proxy_args, run_proxy
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 H2LOAD = shutil.which("h2load")
@@ -102,30 +102,6 @@ def nginx(tmp_path_factory: pytest.TempPathFactory, certs: DevCerts) -> Iterator
         server.stop()
 
 
-def proxy_config(path: Path, certs: DevCerts, upstream: str) -> list[str]:
-    path.write_text(
-        f"""
-[server]
-workers = 1
-
-[tls]
-cert = "{certs.cert}"
-key = "{certs.key}"
-
-[[listen]]
-address = "127.0.0.1:0"
-
-[[upstream]]
-name = "origin"
-{upstream}
-
-[[route]]
-upstream = "origin"
-"""
-    )
-    return ["run", "-c", str(path)]
-
-
 def fetch_many(port: int, paths: list[str], *options: str) -> list[bytes]:
     args: list[str] = []
     for path in paths:
@@ -139,7 +115,7 @@ def test_alpn_picks_h2_and_one_connection_carries_sequential_requests(
     tmp_path: Path, certs: DevCerts, nginx: Nginx
 ) -> None:
     upstream = f'addresses = ["https://127.0.0.1:{nginx.tls_port}"]\nca_file = "{certs.ca_cert}"'
-    with run_proxy(proxy_config(tmp_path / "p.toml", certs, upstream)) as proxy:
+    with run_proxy(proxy_args(tmp_path / "p.toml", certs, upstream)) as proxy:
         statuses = fetch_many(proxy.port, ["/small.txt"] * 30, "--http1.1")
         assert statuses == [b"200"] * 30
     lines = nginx.log(nginx.tls_port)
@@ -155,7 +131,7 @@ def test_concurrent_requests_are_multiplexed_on_few_connections(
 ) -> None:
     before = len(nginx.log(nginx.tls_port))
     upstream = f'addresses = ["https://127.0.0.1:{nginx.tls_port}"]\nca_file = "{certs.ca_cert}"'
-    with run_proxy(proxy_config(tmp_path / "p.toml", certs, upstream)) as proxy:
+    with run_proxy(proxy_args(tmp_path / "p.toml", certs, upstream)) as proxy:
         result = subprocess.run(
             [
                 str(H2LOAD),
@@ -186,7 +162,7 @@ def test_goaway_moves_new_requests_to_a_new_connection(
         f'addresses = ["https://127.0.0.1:{nginx.limited_port}"]\nca_file = "{certs.ca_cert}"\n'
         'protocol = "h2"'
     )
-    with run_proxy(proxy_config(tmp_path / "p.toml", certs, upstream)) as proxy:
+    with run_proxy(proxy_args(tmp_path / "p.toml", certs, upstream)) as proxy:
         statuses = fetch_many(proxy.port, ["/small.txt"] * 35, "--http1.1")
         assert statuses == [b"200"] * 35
         assert "Traceback" not in proxy.log_text()
@@ -200,7 +176,7 @@ def test_h2c_prior_knowledge_and_body_integrity(
     tmp_path: Path, certs: DevCerts, nginx: Nginx
 ) -> None:
     upstream = f'addresses = ["http://127.0.0.1:{nginx.h2c_port}"]\nprotocol = "h2"'
-    with run_proxy(proxy_config(tmp_path / "p.toml", certs, upstream)) as proxy:
+    with run_proxy(proxy_args(tmp_path / "p.toml", certs, upstream)) as proxy:
         result = curl("--http2", f"https://127.0.0.1:{proxy.port}/big.bin")
         assert hashlib.sha256(result.stdout).digest() == hashlib.sha256(nginx.big).digest()
     lines = nginx.log(nginx.h2c_port)
@@ -211,12 +187,12 @@ def test_upload_and_download_through_an_h2_hop(tmp_path: Path, certs: DevCerts) 
     """client -h1-> proxy A -h2 (TLS)-> proxy B -h1-> origin: 20 MiB both ways."""
     with ThreadedOrigin() as origin:
         b_upstream = f'addresses = ["127.0.0.1:{origin.port}"]'
-        with run_proxy(proxy_config(tmp_path / "b.toml", certs, b_upstream)) as hop:
+        with run_proxy(proxy_args(tmp_path / "b.toml", certs, b_upstream)) as hop:
             a_upstream = (
                 f'addresses = ["https://127.0.0.1:{hop.port}"]\nca_file = "{certs.ca_cert}"\n'
                 'sni = "localhost"\nprotocol = "h2"'
             )
-            with run_proxy(proxy_config(tmp_path / "a.toml", certs, a_upstream)) as proxy:
+            with run_proxy(proxy_args(tmp_path / "a.toml", certs, a_upstream)) as proxy:
                 size = 20 * 1024 * 1024
                 down = curl("--http1.1", f"https://127.0.0.1:{proxy.port}/bytes/{size}")
                 assert hashlib.sha256(down.stdout).hexdigest() == pattern_sha256(size)
@@ -244,7 +220,7 @@ def test_h2_required_but_origin_speaks_only_http11(tmp_path: Path, certs: DevCer
             f'addresses = ["https://127.0.0.1:{origin.port}"]\nca_file = "{certs.ca_cert}"\n'
             'sni = "localhost"\nprotocol = "h2"'
         )
-        with run_proxy(proxy_config(tmp_path / "p.toml", certs, upstream)) as proxy:
+        with run_proxy(proxy_args(tmp_path / "p.toml", certs, upstream)) as proxy:
             result = curl("-w", "%{http_code}", f"https://127.0.0.1:{proxy.port}/echo")
             assert result.stdout.endswith(b"502")
             assert "did not agree to HTTP/2" in proxy.log_text()

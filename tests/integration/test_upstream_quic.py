@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from quicproxy.devcerts import DevCerts, ensure_dev_certs
-from tests.support.procs import CURL, ThreadedOrigin, curl, pattern_sha256, run_proxy
+from tests.support.procs import CURL, ThreadedOrigin, curl, pattern_sha256, proxy_args, run_proxy
 
 GTLSSERVER = shutil.which("gtlsserver")
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -33,33 +33,9 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def proxy_args(path: Path, certs: DevCerts, upstream: str) -> list[str]:
-    path.write_text(
-        f"""
-[server]
-workers = 1
-
-[tls]
-cert = "{certs.cert}"
-key = "{certs.key}"
-
-[[listen]]
-address = "127.0.0.1:0"
-
-[[upstream]]
-name = "origin"
-connect_timeout = 2
-{upstream}
-
-[[route]]
-upstream = "origin"
-"""
-    )
-    return ["run", "-c", str(path)]
-
-
 def h3_upstream(port: int, certs: DevCerts, *, ca: bool = True) -> str:
     lines = [f'addresses = ["https://127.0.0.1:{port}"]', 'protocol = "h3"', 'sni = "localhost"']
+    lines.append("connect_timeout = 2")
     if ca:
         lines.append(f'ca_file = "{certs.ca_cert}"')
     return "\n".join(lines)

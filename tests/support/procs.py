@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quicproxy.demo import DemoOrigin
+from quicproxy.devcerts import DevCerts
 
 PATTERN = bytes(range(256)) * 256
 CURL = shutil.which("curl")
@@ -172,3 +173,29 @@ def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         capture_output=True,
         timeout=timeout + 10,
     )
+
+
+def proxy_args(path: Path, certs: DevCerts, upstream: str) -> list[str]:
+    """Write a one-upstream config (``upstream``: the body of its [[upstream]] table) using
+    ``certs``, listening on 127.0.0.1:0; returns the ``quicproxy`` arguments to run it."""
+    path.write_text(
+        f"""
+[server]
+workers = 1
+
+[tls]
+cert = "{certs.cert}"
+key = "{certs.key}"
+
+[[listen]]
+address = "127.0.0.1:0"
+
+[[upstream]]
+name = "origin"
+{upstream}
+
+[[route]]
+upstream = "origin"
+"""
+    )
+    return ["run", "-c", str(path)]
