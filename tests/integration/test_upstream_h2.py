@@ -224,3 +224,23 @@ def test_h2_required_but_origin_speaks_only_http11(tmp_path: Path, certs: DevCer
             result = curl("-w", "%{http_code}", f"https://127.0.0.1:{proxy.port}/echo")
             assert result.stdout.endswith(b"502")
             assert "did not agree to HTTP/2" in proxy.log_text()
+
+
+@needs_nginx
+async def test_health_check_speaks_http2_to_an_h2_only_origin(
+    certs: DevCerts, nginx: Nginx
+) -> None:
+    from quicproxy.lb.health import ActiveCheck, HealthChecker
+    from quicproxy.upstream.peer import HttpPeer
+
+    before = len(nginx.log(nginx.tls_port))
+    peer = HttpPeer(
+        "127.0.0.1", nginx.tls_port, tls=True, protocol="h2", sni="localhost",
+        ca_file=certs.ca_cert,
+    )  # fmt: skip
+    checker = HealthChecker("h2", [], ActiveCheck(path="/small.txt"))
+    assert await checker.probe(peer) is None
+    missing = HealthChecker("h2", [], ActiveCheck(path="/missing"))
+    assert await missing.probe(peer) == "status 404, expected 200-399"
+    lines = nginx.log(nginx.tls_port)[before:]
+    assert [line[1] for line in lines] == ["HTTP/2.0", "HTTP/2.0"]

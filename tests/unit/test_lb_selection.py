@@ -147,3 +147,20 @@ def test_backend_set_replace_keeps_state_of_survivors() -> None:
     assert kept is pool[1] and kept.in_flight == 7 and not kept.healthy
     assert [b.key for b in members] == [pool[1].key, new_peer.address]
     assert not members.replace([pool[1].peer, new_peer], [1, 2])
+
+
+def test_manual_drain_takes_a_backend_out_and_back() -> None:
+    from quicproxy.errors import ProxyError
+    from quicproxy.lb import LoadBalancer
+
+    peers = [HttpPeer("127.0.0.1", 9001), HttpPeer("127.0.0.1", 9002)]
+    balancer = LoadBalancer("app", peers, RoundRobin())
+    balancer.drain("127.0.0.1:9001")
+    assert {balancer.select("ip", [], "/").key for _ in range(6)} == {"127.0.0.1:9002"}
+    balancer.drain("127.0.0.1:9002")
+    with pytest.raises(ProxyError, match="no healthy backend"):
+        balancer.select("ip", [], "/")
+    balancer.drain("127.0.0.1:9001", draining=False)
+    assert balancer.select("ip", [], "/").key == "127.0.0.1:9001"
+    with pytest.raises(KeyError):
+        balancer.drain("127.0.0.1:1")
