@@ -98,7 +98,10 @@ class StreamIO:
         self.fail(self.driver.peer_error(ErrorKind.INTERNAL, "stream reset locally"))
 
     def close(self) -> None:
-        """Forget the stream; call once both directions are done or abandoned."""
+        """Forget the stream; call once both directions are done or abandoned. Bytes still
+        queued are credited back, so a shared connection's window does not shrink."""
+        if self.body.buffered > 0:
+            self.body.release(self.body.buffered)
         self.driver.streams.pop(self.stream_id, None)
         if self.driver.reading_paused:
             self.driver.reading_paused = False
