@@ -22,6 +22,7 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "PassiveCheck",
+    "QuicConfig",
     "RouteConfig",
     "ServerConfig",
     "TlsConfig",
@@ -59,6 +60,15 @@ class ServerConfig:
     grace_period: float = 10.0
     log_level: str = "info"
     access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QuicConfig:
+    """QUIC listener features, off by default."""
+
+    retry: bool = False
+    keylog_file: Path | None = None
+    qlog_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +189,7 @@ class Config:
     alt_svc: AltSvcConfig = AltSvcConfig()
     forwarding: ForwardingConfig = ForwardingConfig()
     limits: LimitsConfig = LimitsConfig()
+    quic: QuicConfig = QuicConfig()
     source: str = "<built-in>"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -460,6 +471,14 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     )
     lim.finish()
 
+    quic_table = root.sub("quic")
+    quic = QuicConfig(
+        retry=quic_table.get("retry", bool, False),
+        keylog_file=table_path(quic_table, "keylog_file", base),
+        qlog_dir=table_path(quic_table, "qlog_dir", base),
+    )
+    quic_table.finish()
+
     listen = tuple(_listen(t) for t in root.subs("listen"))
     if not listen:
         raise root.error("listen", "needs at least one [[listen]] table")
@@ -476,7 +495,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     if not routes:
         raise root.error("route", "needs at least one [[route]] table")
     root.finish()
-    return Config(listen, upstreams, routes, server, tls, alt_svc, forwarding, limits, source)
+    return Config(listen, upstreams, routes, server, tls, alt_svc, forwarding, limits, quic, source)
 
 
 def load_config(path: Path) -> Config:

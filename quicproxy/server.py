@@ -16,7 +16,7 @@ from .altsvc import AltSvcPolicy
 from .config import Config, ListenConfig, TlsConfig, parse_address
 from .devcerts import default_cert_dir, ensure_dev_certs
 from .forwarding import ForwardingPolicy
-from .frontend.base import FrontendLimits, RequestStarter
+from .frontend.base import FrontendLimits, QuicOptions, RequestStarter
 from .frontend.quic import QuicListener
 from .frontend.tcp import DownstreamTcp, tcp_connection_factory
 from .hooks import ProxyHttp
@@ -44,9 +44,19 @@ class ProxyServer:
     """Everything one worker runs: TCP and QUIC listeners sharing one proxy and one pool."""
 
     def __init__(
-        self, config: Config, proxy: ProxyHttp[Any] | None = None, *, reuse_port: bool = False
+        self,
+        config: Config,
+        proxy: ProxyHttp[Any] | None = None,
+        *,
+        reuse_port: bool = False,
+        quic_options: QuicOptions | None = None,
     ) -> None:
         self.config = config
+        self.quic_options = quic_options or QuicOptions(
+            retry=config.quic.retry,
+            keylog_file=config.quic.keylog_file,
+            qlog_dir=config.quic.qlog_dir,
+        )
         self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config)
         self.reuse_port = reuse_port
         self.limits = FrontendLimits(
@@ -115,6 +125,7 @@ class ProxyServer:
                     cert,
                     key,
                     reuse_port=self.reuse_port,
+                    options=self.quic_options,
                 )
             except OSError:
                 tcp.close()

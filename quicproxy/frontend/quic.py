@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.logger import QuicFileLogger
+from aioquic.quic.packet import QuicProtocolVersion
 
 from protocols.errors import ErrorCode
 from protocols.messages import RequestHead
@@ -17,11 +19,13 @@ from ..errors import ErrorSource
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
 from ..streamio import ConnectionDriver, StreamIO
-from .base import FrontendLimits, RequestStarter
+from .base import FrontendLimits, QuicOptions, RequestStarter
 
 __all__ = ["QuicDriver", "QuicListener"]
 
 log = logging.getLogger("quicproxy.frontend.quic")
+
+DEFAULT_QUIC_OPTIONS = QuicOptions()
 
 
 class QuicDriver(ConnectionDriver):
@@ -67,11 +71,17 @@ class QuicListener:
     """One UDP socket serving HTTP/3 (and hq-interop) connections."""
 
     def __init__(
-        self, starter: RequestStarter, limits: FrontendLimits, configuration: QuicConfiguration
+        self,
+        starter: RequestStarter,
+        limits: FrontendLimits,
+        configuration: QuicConfiguration,
+        options: QuicOptions = DEFAULT_QUIC_OPTIONS,
     ) -> None:
         self.starter = starter
         self.limits = limits
-        self.router = QuicRouter(configuration, stream_buffer=limits.stream_buffer)
+        self.router = QuicRouter(
+            configuration, retry=options.retry, stream_buffer=limits.stream_buffer
+        )
         self.loop = asyncio.get_running_loop()
         self.endpoint: UdpEndpoint | None = None
         self.drivers: dict[QuicServerConnection, QuicDriver] = {}
@@ -90,6 +100,7 @@ class QuicListener:
         cert: Path,
         key: Path,
         reuse_port: bool = False,
+        options: QuicOptions = DEFAULT_QUIC_OPTIONS,
     ) -> QuicListener:
         """Bind ``host:port`` over UDP and serve."""
         configuration = QuicConfiguration(
@@ -97,9 +108,15 @@ class QuicListener:
             alpn_protocols=["h3", "hq-interop"],
             idle_timeout=limits.idle_timeout,
             max_datagram_size=limits.quic_max_datagram_size,
+            supported_versions=[QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2],
         )
         configuration.load_cert_chain(str(cert), str(key))
-        listener = cls(starter, limits, configuration)
+        if options.keylog_file is not None:
+            configuration.secrets_log_file = options.keylog_file.open("a", buffering=1)
+        if options.qlog_dir is not None:
+            options.qlog_dir.mkdir(parents=True, exist_ok=True)
+            configuration.quic_logger = QuicFileLogger(str(options.qlog_dir))
+        listener = cls(starter, limits, configuration, options)
         listener.endpoint = await open_udp_endpoint(
             host, port, listener.datagram_received, reuse_port=reuse_port
         )

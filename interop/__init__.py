@@ -1,0 +1,1 @@
+"""quicproxy's endpoint for the QUIC interop runner (run from the repository root)."""

@@ -1,0 +1,196 @@
+"""The interop endpoint's server role, driven by independent clients on 127.0.0.1.
+
+HTTP/3 through Debian's ngtcp2 client (its exit status is unreliable: the files are compared),
+hq-interop (HTTP/0.9 over QUIC) through aioquic's own H0 client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h0.connection import H0Connection
+from aioquic.h3.events import DataReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import QuicEvent
+
+from quicproxy.devcerts import ensure_dev_certs
+from tests.support.procs import READY, ROOT
+
+GTLSCLIENT = shutil.which("gtlsclient")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("interop")
+    (root / "www").mkdir()
+    for name, size in (("small.bin", 1000), ("medium.bin", 300_000), ("large.bin", 3_000_000)):
+        (root / "www" / name).write_bytes(os.urandom(size))
+    certs = ensure_dev_certs(root / "dev")
+    (root / "certs").mkdir()
+    shutil.copy(certs.cert, root / "certs" / "cert.pem")
+    shutil.copy(certs.key, root / "certs" / "priv.key")
+    return root
+
+
+def endpoint(site: Path, testcase: str, port: int, **extra: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "ROLE": "server",
+        "TESTCASE": testcase,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WWW": str(site / "www"),
+        "CERTS": str(site / "certs"),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    return subprocess.Popen(
+        ["bash", str(ROOT / "interop" / "run_endpoint.sh")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def running(site: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
+    testcase, extra = request.param
+    port = free_udp_port()
+    proc = endpoint(site, testcase, port, **extra)
+    try:
+        assert proc.stdout is not None
+        for _ in range(200):  # bounded: the ready line comes within a few seconds
+            line = proc.stdout.readline()
+            if not line or READY.search(line):
+                break
+        yield port, site
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def gtls_download(port: int, names: list[str], target: Path, *, verbose: bool = False) -> str:
+    """Download with the ngtcp2 client; its packet log only when ``verbose`` (it is large)."""
+    assert GTLSCLIENT is not None
+    urls = [f"https://127.0.0.1:{port}/{name}" for name in names]
+    quiet = [] if verbose else ["-q"]
+    result = subprocess.run(
+        [GTLSCLIENT, *quiet, "--exit-on-all-streams-close", f"--download={target}", "--timeout=10s",
+         "127.0.0.1", str(port), *urls],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    return result.stdout + result.stderr
+
+
+def assert_same(site: Path, target: Path, names: list[str]) -> None:
+    for name in names:
+        assert (target / name).read_bytes() == (site / "www" / name).read_bytes(), name
+
+
+NAMES = ["small.bin", "medium.bin", "large.bin"]
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("transfer", {}), ("http3", {})], indirect=True)
+def test_transfer_over_http3_with_ngtcp2(running: tuple[int, Path], tmp_path: Path) -> None:
+    port, site = running
+    gtls_download(port, NAMES, tmp_path)
+    assert_same(site, tmp_path, NAMES)
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("retry", {})], indirect=True)
+def test_retry_testcase_sends_a_retry(running: tuple[int, Path], tmp_path: Path) -> None:
+    port, site = running
+    log = gtls_download(port, ["small.bin"], tmp_path, verbose=True)
+    assert "type=Retry" in log
+    assert_same(site, tmp_path, ["small.bin"])
+
+
+@pytest.mark.parametrize("running", [("handshake", {})], indirect=True)
+async def test_hq_interop_with_aioquic(running: tuple[int, Path]) -> None:
+    port, site = running
+
+    class Hq(QuicConnectionProtocol):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self.h0 = H0Connection(self._quic)
+            self.bodies: dict[int, bytearray] = {}
+            self.done: dict[int, asyncio.Future[bytes]] = {}
+
+        def quic_event_received(self, event: QuicEvent) -> None:
+            for h0_event in self.h0.handle_event(event):
+                if isinstance(h0_event, DataReceived):
+                    body = self.bodies.setdefault(h0_event.stream_id, bytearray())
+                    body.extend(h0_event.data)
+                    if h0_event.stream_ended:
+                        self.done[h0_event.stream_id].set_result(bytes(body))
+
+        async def get(self, path: str) -> bytes:
+            stream_id = self._quic.get_next_available_stream_id()
+            self.done[stream_id] = asyncio.get_running_loop().create_future()
+            self.h0.send_headers(stream_id, [(b":method", b"GET"), (b":path", path.encode())])
+            self.h0.send_data(stream_id, b"", end_stream=True)
+            self.transmit()
+            return await asyncio.wait_for(self.done[stream_id], 20)
+
+    configuration = QuicConfiguration(
+        is_client=True, alpn_protocols=["hq-interop"], verify_mode=ssl.CERT_NONE
+    )
+    async with connect("127.0.0.1", port, configuration=configuration, create_protocol=Hq) as hq:
+        assert isinstance(hq, Hq)
+        bodies = await asyncio.gather(*(hq.get(f"/{name}") for name in NAMES))
+    for name, body in zip(NAMES, bodies, strict=True):
+        assert body == (site / "www" / name).read_bytes()
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+def test_key_log_and_qlog_are_written(site: Path, tmp_path: Path) -> None:
+    port = free_udp_port()
+    keys, qlog = tmp_path / "keys.log", tmp_path / "qlog"
+    proc = endpoint(site, "transfer", port, SSLKEYLOGFILE=str(keys), QLOGDIR=str(qlog))
+    try:
+        assert proc.stdout is not None
+        for _ in range(200):
+            line = proc.stdout.readline()
+            if not line or READY.search(line):
+                break
+        gtls_download(port, ["small.bin"], tmp_path)
+        assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keys.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert list(qlog.glob("*.qlog"))  # written once the client's connection ended
+
+
+def test_unknown_testcase_exits_127(site: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "interop.endpoint", "server"],
+        env={**os.environ, "TESTCASE": "no-such-case", "WWW": str(site / "www")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 127
+    assert "unsupported test case" in result.stderr
