@@ -25,6 +25,7 @@ from tests.support.procs import (
     ProxyProcess,
     ThreadedOrigin,
     curl,
+    free_port,
     pattern_sha256,
     run_proxy,
     write_config,
@@ -45,28 +46,6 @@ def _ipv6_loopback() -> bool:
 
 
 HAS_IPV6 = _ipv6_loopback()
-
-
-def free_port(*, ipv6: bool = False) -> int:
-    """A port number free for both TCP and UDP on 127.0.0.1 (and ::1 when ``ipv6``)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            others = [(socket.AF_INET, socket.SOCK_DGRAM, "127.0.0.1")]
-            if ipv6:
-                others += [
-                    (socket.AF_INET6, socket.SOCK_STREAM, "::1"),
-                    (socket.AF_INET6, socket.SOCK_DGRAM, "::1"),
-                ]
-            try:
-                for family, kind, host in others:
-                    with socket.socket(family, kind) as sock:
-                        sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found")
 
 
 def get(version: str, url: str, workdir: Path, *extra: str) -> Response:

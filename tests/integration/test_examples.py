@@ -4,7 +4,6 @@ HTTP/1.1, HTTP/2 (Debian curl) and HTTP/3 (curl_cffi)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,29 +13,12 @@ import pytest
 
 from quicproxy.demo.routes import expected_bytes
 from tests.support.clients import Response, curl_request, h3_request
-from tests.support.procs import CURL, ROOT, ProxyProcess, ThreadedOrigin, run_proxy
+from tests.support.procs import CURL, ROOT, ProxyProcess, ThreadedOrigin, free_port, run_proxy
 
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 
 VERSIONS = ["1.1", "2", "3"]
 PROTOCOL_NAMES = {"1.1": "http/1.1", "2": "h2", "3": "h3"}
-
-
-def free_port() -> int:
-    """A port number free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-        ):
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found")
 
 
 def get(version: str, url: str, workdir: Path) -> Response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,15 +24,9 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent
 
 from quicproxy.devcerts import ensure_dev_certs
-from tests.support.procs import READY, ROOT
+from tests.support.procs import READY, ROOT, free_port
 
 GTLSCLIENT = shutil.which("gtlsclient")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def endpoint(site: Path, testcase: str, port: int, **extra: str) -> subprocess.P
 @pytest.fixture
 def running(site: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
     testcase, extra = request.param
-    port = free_udp_port()
+    port = free_port()
     proc = endpoint(site, testcase, port, **extra)
     try:
         assert proc.stdout is not None
@@ -166,7 +159,7 @@ async def test_hq_interop_with_aioquic(running: tuple[int, Path]) -> None:
 
 @pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
 def test_key_log_and_qlog_are_written(site: Path, tmp_path: Path) -> None:
-    port = free_udp_port()
+    port = free_port()
     keys, qlog = tmp_path / "keys.log", tmp_path / "qlog"
     proc = endpoint(site, "transfer", port, SSLKEYLOGFILE=str(keys), QLOGDIR=str(qlog))
     try:

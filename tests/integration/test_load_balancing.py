@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import CURL, ROOT, ThreadedOrigin, curl, run_proxy
+from tests.support.procs import CURL, ROOT, ThreadedOrigin, curl, free_port, run_proxy
 
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 
@@ -133,8 +133,6 @@ def test_weighted_round_robin_follows_weights(
 
 
 def test_load_balancer_example(tmp_path: Path, origins: list[ThreadedOrigin]) -> None:
-    from tests.integration.test_examples import free_port
-
     port = free_port()
     urls = [f"http://127.0.0.1:{o.port}" for o in origins]
     env = {

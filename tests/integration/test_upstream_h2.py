@@ -19,18 +19,20 @@ from pathlib import Path
 import pytest
 
 from quicproxy.devcerts import DevCerts, ensure_dev_certs
-from tests.support.procs import CURL, ThreadedOrigin, curl, pattern_sha256, proxy_args, run_proxy
+from tests.support.procs import (
+    CURL,
+    ThreadedOrigin,
+    curl,
+    free_port,
+    pattern_sha256,
+    proxy_args,
+    run_proxy,
+)
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 H2LOAD = shutil.which("h2load")
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Nginx:

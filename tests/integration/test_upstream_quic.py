@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from quicproxy.devcerts import DevCerts, ensure_dev_certs
-from tests.support.procs import CURL, ThreadedOrigin, curl, pattern_sha256, proxy_args, run_proxy
+from tests.support.procs import (
+    CURL,
+    ThreadedOrigin,
+    curl,
+    free_port,
+    pattern_sha256,
+    proxy_args,
+    run_proxy,
+)
 
 GTLSSERVER = shutil.which("gtlsserver")
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -25,12 +32,6 @@ pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
     return ensure_dev_certs(tmp_path_factory.mktemp("certs"))
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def h3_upstream(port: int, certs: DevCerts, *, ca: bool = True) -> str:
@@ -123,7 +124,7 @@ def test_ngtcp2_server_as_http3_origin(tmp_path: Path, certs: DevCerts) -> None:
     htdocs.mkdir()
     content = os.urandom(2_000_000)
     (htdocs / "file.bin").write_bytes(content)
-    port = free_udp_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(GTLSSERVER), "-q", "-d", str(htdocs), "127.0.0.1", str(port), str(certs.key),
          str(certs.cert)],
