@@ -150,6 +150,7 @@ class UpstreamConfig:
     try_duration: float = 10.0
     max_connections: int = 0
     max_requests: int = 0
+    max_idle: int = 64
     weights: tuple[int, ...] = ()
     lb: str = "round_robin"
     hash_key: str | None = None
@@ -266,6 +267,7 @@ def _upstream(table: Table, base: Path) -> UpstreamConfig:
         try_duration=table.number("try_duration", 10.0, minimum=0.001),
         max_connections=table.integer("max_connections", 0),
         max_requests=table.integer("max_requests", 0),
+        max_idle=table.integer("max_idle", 64, maximum=100000),
         weights=_weights(table, len(addresses)),
         lb=_lb_name(table),
         hash_key=_hash_key(table),

@@ -52,6 +52,7 @@ def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
             timeouts=timeouts,
             max_connections=upstream.max_connections,
             max_requests=upstream.max_requests,
+            max_idle=upstream.max_idle,
         )
         for host, port in upstream.addresses
     ]

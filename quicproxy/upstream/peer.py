@@ -42,6 +42,7 @@ class HttpPeer:
     timeouts: Timeouts = Timeouts()
     max_connections: int = 0  # 0: unlimited; beyond it a fast 503 (circuit breaking)
     max_requests: int = 0  # in-flight requests; 0: unlimited
+    max_idle: int = 64  # idle HTTP/1.1 connections kept for reuse
 
     def key(self) -> PeerKey:
         """Two peers share connections if and only if their keys are equal (limits and timeouts

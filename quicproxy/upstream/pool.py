@@ -1,7 +1,7 @@
 """UpstreamPool: per-protocol connection reuse keyed by the peer key.
 
 HTTP/1.1 connections are exclusive: an idle list per key (most recently used first, idle timeout,
-at most ``max_idle_per_key``). HTTP/2 (and HTTP/3) connections are shared while they have stream
+at most the peer's ``max_idle``). HTTP/2 (and HTTP/3) connections are shared while they have stream
 capacity; a second one is opened when all are full, and one that got GOAWAY takes no new streams.
 """
 
@@ -52,9 +52,8 @@ class PooledConnection(Protocol):
 class UpstreamPool:
     """Hands out connections: a shared or idle one of the same peer key if any, else a new one."""
 
-    def __init__(self, connector: Connector | None = None, *, max_idle_per_key: int = 64) -> None:
+    def __init__(self, connector: Connector | None = None) -> None:
         self.connector = connector or Connector()
-        self.max_idle_per_key = max_idle_per_key
         self._idle: dict[PeerKey, collections.deque[PooledConnection]] = {}
         self._shared: dict[PeerKey, list[PooledConnection]] = {}
         self._dialing: dict[PeerKey, asyncio.Future[None]] = {}
@@ -199,7 +198,7 @@ class UpstreamPool:
         idle = self._idle.setdefault(conn.peer.key(), collections.deque())
         idle.append(conn)
         conn.last_activity = asyncio.get_running_loop().time()
-        while len(idle) > self.max_idle_per_key:
+        while len(idle) > conn.peer.max_idle:
             idle.popleft().close_transport()
 
     def _discard(self, conn: PooledConnection) -> None:
