@@ -83,6 +83,11 @@ def peer_bidi_stream_credit(quic: QuicConnection) -> int:
     return max(0, quic._remote_max_streams_bidi - opened)
 
 
+def handshake_complete(quic: QuicConnection) -> bool:
+    """True once the handshake finished; requests before that arrived as 0-RTT early data."""
+    return bool(quic._handshake_complete)
+
+
 def smoothed_rtt(quic: QuicConnection) -> float:
     """The smoothed round-trip time in seconds (0.0 before the first sample)."""
     return float(quic._loss._rtt_smoothed)
@@ -407,6 +412,7 @@ def check_compat() -> None:
             "_version",
             "_is_client",
             "_close_event",
+            "_handshake_complete",
             "_write_stream_limits",
             "_write_connection_limits",
             "_initialize",

@@ -28,6 +28,9 @@ __all__ = ["ProxyServices", "run"]
 
 log = logging.getLogger("quicproxy.pipeline")
 
+# RFC 8470: 0-RTT requests may be replayed; only these go upstream (marked early-data: 1)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 @dataclass(slots=True)
 class ProxyServices:
@@ -45,7 +48,9 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
     error: ProxyError | None = None
     try:
         await proxy.early_request_filter(session, ctx)
-        if not await proxy.request_filter(session, ctx):
+        if session.downstream.early_data and session.request.method not in SAFE_METHODS:
+            await session.respond(425, "425 Too Early: retry after the handshake\n")
+        elif not await proxy.request_filter(session, ctx):
             await _proxy_with_retries(session, proxy, ctx, services)
     except ProxyError as exc:
         error = exc
@@ -139,6 +144,8 @@ def _upstream_request(session: Session, services: ProxyServices) -> RequestHeade
     request = RequestHeader.from_head(session.request.to_head())
     request.headers = strip_hop_by_hop(request.headers)
     services.forwarding.apply(request, session.downstream, session.http_version)
+    if session.downstream.early_data:
+        request.set("early-data", "1")  # RFC 8470: the origin may answer 425
     return request
 
 

@@ -26,7 +26,7 @@ class DownstreamInfo:
     tls: bool
     sni: str | None = None
     alpn: str | None = None
-    early_data: bool = False
+    early_data: bool = False  # this request arrived in TLS 1.3 / QUIC 0-RTT early data
     quic: dict[str, Any] = field(default_factory=dict)
 
     @property

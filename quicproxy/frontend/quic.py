@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.quic.packet import QuicProtocolVersion
 
+from protocols import quic_compat
 from protocols.errors import ErrorCode
 from protocols.messages import RequestHead
 from protocols.quic import QuicServerConnection
@@ -49,7 +51,7 @@ class QuicDriver(ConnectionDriver):
             tls=True,
             sni=facts.sni,
             alpn=facts.alpn,
-            early_data=facts.early_data,
+            early_data=False,
             quic={"version": facts.version, "connection_id": facts.original_dcid},
         )
 
@@ -64,7 +66,10 @@ class QuicDriver(ConnectionDriver):
         self.listener.schedule_transmit(self.conn)
 
     def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
-        self.listener.starter.start(stream, head, end_stream, self.info)
+        info = self.info
+        if not quic_compat.handshake_complete(self.conn.quic):
+            info = replace(info, early_data=True)  # this request came in 0-RTT
+        self.listener.starter.start(stream, head, end_stream, info)
 
 
 class QuicListener:

@@ -1,0 +1,71 @@
+"""0-RTT through the proxy (RFC 8470): safe requests go upstream marked, unsafe ones get 425.
+
+Driven by Debian's ngtcp2 client, which resumes from --session-file/--tp-file and sends the
+second run's requests as early data (its log shows the 0RTT packets).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import ProxyProcess, ThreadedOrigin, run_proxy, write_config
+
+GTLSCLIENT = shutil.which("gtlsclient")
+pytestmark = pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client is not installed")
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    tmp = tmp_path_factory.mktemp("early")
+    with ThreadedOrigin() as origin:
+        config = write_config(tmp / "p.toml", origin.port, cert_dir=tmp / "certs")
+        with run_proxy(["run", "-c", str(config)]) as running:
+            yield running
+
+
+def gtls(port: int, tmp: Path, path: str, *extra: str) -> tuple[str, Path]:
+    assert GTLSCLIENT is not None
+    target = tmp / f"dl-{len(list(tmp.iterdir()))}"
+    target.mkdir()
+    result = subprocess.run(
+        [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s",
+         f"--session-file={tmp / 'session'}", f"--tp-file={tmp / 'tp'}",
+         f"--download={target}", *extra, "127.0.0.1", str(port), f"https://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    return result.stdout + result.stderr, target
+
+
+def test_safe_request_in_0rtt_is_forwarded_with_early_data_header(
+    proxy: ProxyProcess, tmp_path: Path
+) -> None:
+    _, first = gtls(proxy.port, tmp_path, "/echo")
+    assert "early-data" not in json.loads((first / "echo").read_text())["headers"]
+    log, second = gtls(proxy.port, tmp_path, "/echo")
+    assert "type=0RTT" in log  # the client really used early data
+    seen = json.loads((second / "echo").read_text())
+    assert seen["headers"]["early-data"] == "1"
+
+
+def test_unsafe_request_in_0rtt_gets_425(proxy: ProxyProcess, tmp_path: Path) -> None:
+    body = tmp_path / "body.txt"
+    body.write_text("hello")
+    gtls(proxy.port, tmp_path, "/echo")  # a session ticket to resume with
+    log, target = gtls(proxy.port, tmp_path, "/upload", "-m", "POST", "-d", str(body))
+    assert "type=0RTT" in log
+    assert ":status: 425" in log
+    assert (target / "upload").read_text().startswith("425 Too Early")
+    # without early data the same POST goes through
+    log, target = gtls(
+        proxy.port, tmp_path, "/upload", "-m", "POST", "-d", str(body), "--disable-early-data"
+    )
+    assert ":status: 200" in log
+    assert json.loads((target / "upload").read_text())["received"] == 5
