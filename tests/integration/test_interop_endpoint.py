@@ -187,3 +187,45 @@ def test_unknown_testcase_exits_127(site: Path) -> None:
     )
     assert result.returncode == 127
     assert "unsupported test case" in result.stderr
+
+
+CHACHA = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305"
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("chacha20", {})], indirect=True)
+def test_chacha20(running: tuple[int, Path], tmp_path: Path) -> None:
+    port, site = running
+    assert GTLSCLIENT is not None
+    result = subprocess.run(
+        [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s", f"--download={tmp_path}",
+         f"--ciphers={CHACHA}", "127.0.0.1", str(port), f"https://127.0.0.1:{port}/medium.bin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert "Negotiated cipher suite is CHACHA20-POLY1305" in result.stdout + result.stderr
+    assert_same(site, tmp_path, ["medium.bin"])
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("zerortt", {})], indirect=True)
+def test_resumption_and_zerortt(running: tuple[int, Path], tmp_path: Path) -> None:
+    port, site = running
+    assert GTLSCLIENT is not None
+    state = [f"--session-file={tmp_path / 'session'}", f"--tp-file={tmp_path / 'tp'}"]
+    logs = []
+    for run in ("first", "second"):
+        target = tmp_path / run
+        target.mkdir()
+        result = subprocess.run(
+            [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s", f"--download={target}",
+             *state, "127.0.0.1", str(port), f"https://127.0.0.1:{port}/small.bin"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        logs.append(result.stdout + result.stderr)
+        assert_same(site, target, ["small.bin"])
+    assert "type=0RTT" not in logs[0]
+    assert "type=0RTT" in logs[1]  # resumed, and the request went as early data
