@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -229,3 +230,21 @@ def test_resumption_and_zerortt(running: tuple[int, Path], tmp_path: Path) -> No
         assert_same(site, target, ["small.bin"])
     assert "type=0RTT" not in logs[0]
     assert "type=0RTT" in logs[1]  # resumed, and the request went as early data
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("keyupdate", {})], indirect=True)
+def test_key_update(running: tuple[int, Path], tmp_path: Path) -> None:
+    port, site = running
+    assert GTLSCLIENT is not None
+    result = subprocess.run(
+        [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s", f"--download={tmp_path}",
+         "--key-update=1ms", "127.0.0.1", str(port), f"https://127.0.0.1:{port}/medium.bin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    log = result.stdout + result.stderr
+    assert "Initiate key update" in log
+    assert re.search(r"pkt rx .*type=1RTT k=1", log)  # the server answered in the new phase
+    assert_same(site, tmp_path, ["medium.bin"])
