@@ -303,8 +303,10 @@ def _hash_key(table: Table) -> str | None:
     source, _, name = text.partition(":")
     if source in ("client_ip", "path") and not name:
         return text
-    if source in ("header", "cookie") and name:
-        return f"{source}:{name.lower()}"
+    if source == "header" and name:
+        return f"header:{name.lower()}"
+    if source == "cookie" and name:
+        return text  # cookie names are case-sensitive
     raise table.error("hash_key", "must be client_ip, path, header:NAME or cookie:NAME")
 
 

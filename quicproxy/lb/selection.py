@@ -110,6 +110,7 @@ class PowerOfTwoChoices(Selector):
 
 
 POINTS_PER_WEIGHT = 160
+MAX_RING_WEIGHT = 100
 
 
 class Ketama(Selector):
@@ -126,9 +127,13 @@ class Ketama(Selector):
         self._owners: list[str] = []
 
     def _build(self, members: tuple[tuple[str, int], ...]) -> None:
+        # Large weights are scaled down so a rebuild (after a membership change) stays cheap:
+        # at most about MAX_RING_WEIGHT * 160 points, a few milliseconds.
+        total = sum(weight for _, weight in members)
+        scale = min(1.0, MAX_RING_WEIGHT / total) if total else 1.0
         ring: list[tuple[int, str]] = []
         for name, weight in members:
-            for i in range(POINTS_PER_WEIGHT * weight // 4):
+            for i in range(max(1, round(POINTS_PER_WEIGHT * weight * scale / 4))):
                 digest = hashlib.md5(f"{name}-{i}".encode(), usedforsecurity=False).digest()
                 for j in range(4):
                     point = int.from_bytes(digest[j * 4 : j * 4 + 4], "little")

@@ -669,3 +669,21 @@ def test_upstream_port_zero_is_rejected(text: str) -> None:
     (``parts.port or default`` turns an explicit 0 into the scheme's default port)."""
     with pytest.raises(ValueError, match="invalid port"):
         parse_upstream_url(text)
+
+
+def test_cookie_hash_key_name_is_case_sensitive() -> None:
+    from quicproxy.config import parse_config
+
+    config = parse_config(
+        {
+            "listen": [{"address": "127.0.0.1:0"}],
+            "upstream": [
+                {"name": "a", "addresses": ["127.0.0.1:1"], "lb": "ketama",
+                 "hash_key": "cookie:SessionId"},
+            ],
+            "route": [{"upstream": "a"}],
+        },
+        "t.toml",
+        Path("."),
+    )  # fmt: skip
+    assert config.upstreams[0].hash_key == "cookie:SessionId"

@@ -164,3 +164,19 @@ def test_manual_drain_takes_a_backend_out_and_back() -> None:
     assert balancer.select("ip", [], "/").key == "127.0.0.1:9001"
     with pytest.raises(KeyError):
         balancer.drain("127.0.0.1:1")
+
+
+def test_ketama_ring_stays_small_with_large_weights() -> None:
+    pool = backends(10, [1000] * 10)
+    ring = Ketama()
+    assert ring.select(pool, b"k") is not None
+    assert len(ring._points) <= 160 * 100 + 40  # scaled down, so rebuilds stay cheap
+    counts = collections.Counter(
+        ring.select(pool, bytes([i, j])).key for i in range(100) for j in range(50)
+    )  # type: ignore[union-attr]
+    assert all(300 < c < 700 for c in counts.values())  # equal weights still spread evenly
+
+
+def test_cookie_hash_key_keeps_the_name_case() -> None:
+    headers = [(b"cookie", b"SessionId=abc; sessionid=other")]
+    assert hash_key_value("cookie:SessionId", "ip", headers, "/") == b"abc"
