@@ -17,6 +17,7 @@ SOL_UDP = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT = 103  # Linux: send one buffer as several equal-sized datagrams (GSO)
 SOCKET_BUFFER = 4 * 1024 * 1024
 MAX_GSO_SEGMENTS = 64
+MAX_GSO_BYTES = 65000  # one UDP send carries at most 65,507 bytes of payload
 
 Address = tuple[Any, ...]
 
@@ -58,6 +59,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                 while (
                     end < count
                     and end - index < MAX_GSO_SEGMENTS
+                    and (end - index + 1) * size <= MAX_GSO_BYTES
                     and datagrams[end][1] == addr
                     and len(datagrams[end - 1][0]) == size
                     and len(datagrams[end][0]) <= size

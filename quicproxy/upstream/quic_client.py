@@ -19,7 +19,7 @@ from protocols.quic_compat import GatedQuicConnection
 from ..errors import ErrorKind, ErrorSource, ProxyError
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..streamio import ConnectionDriver
-from .peer import HttpPeer
+from .peer import HttpPeer, PeerKey
 
 __all__ = ["H3UpstreamConnection", "TicketCache"]
 
@@ -30,15 +30,13 @@ class TicketCache:
     """The latest TLS session ticket per server, so the next connection resumes (bounded)."""
 
     def __init__(self, limit: int = 1024) -> None:
-        self._tickets: collections.OrderedDict[tuple[str, int], SessionTicket] = (
-            collections.OrderedDict()
-        )
+        self._tickets: collections.OrderedDict[PeerKey, SessionTicket] = collections.OrderedDict()
         self.limit = limit
 
-    def get(self, key: tuple[str, int]) -> SessionTicket | None:
+    def get(self, key: PeerKey) -> SessionTicket | None:
         return self._tickets.get(key)
 
-    def store(self, key: tuple[str, int], ticket: SessionTicket) -> None:
+    def store(self, key: PeerKey, ticket: SessionTicket) -> None:
         self._tickets[key] = ticket
         self._tickets.move_to_end(key)
         while len(self._tickets) > self.limit:
@@ -106,7 +104,7 @@ class H3UpstreamConnection(ConnectionDriver):
                 endpoint = await open_udp_endpoint(
                     local, 0, lambda data, source: holder[0].datagram_received(data, source)
                 )
-                key = (peer.sni or peer.host, peer.port)
+                key = peer.key()  # never resume a verified peer from an unverified ticket
                 quic = GatedQuicConnection(
                     configuration=_configuration(peer, TICKETS.get(key)),
                     session_ticket_handler=lambda ticket: TICKETS.store(key, ticket),
