@@ -9,7 +9,7 @@ from typing import Any
 from protocols.errors import ErrorCode
 from protocols.messages import Headers, RequestHead, ResponseHead
 
-from .errors import ErrorKind, ProxyError
+from .errors import ProxyError
 from .http import RequestHeader, ResponseHeader
 from .streamio import StreamIO
 
@@ -131,8 +131,3 @@ class Session:
     def abort(self, code: ErrorCode = ErrorCode.INTERNAL_ERROR) -> None:
         """Give up on the response: reset the stream (h2/h3) or close the connection (h1)."""
         self.stream.reset(code)
-
-    def check_alive(self) -> None:
-        """Raise if the client went away."""
-        if self.stream.error is not None and self.stream.error.kind is ErrorKind.DOWNSTREAM_GONE:
-            raise self.stream.error

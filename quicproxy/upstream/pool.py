@@ -63,14 +63,6 @@ class UpstreamPool:
         self.connections_opened = 0
         self.alt_svc = AltSvcCache()
 
-    def in_flight(self, peer: HttpPeer) -> int:
-        """Requests to ``peer`` between acquire and release."""
-        return self._in_flight[peer.key()]
-
-    def open_connections(self, peer: HttpPeer) -> int:
-        """Live connections to ``peer``."""
-        return len(self._live.get(peer.key(), ()))
-
     async def acquire(self, peer: HttpPeer) -> tuple[PooledConnection, bool]:
         """A connection to ``peer`` with room for one more request, and whether it was used
         before (the retry rule treats failures on reused connections differently).
@@ -210,14 +202,6 @@ class UpstreamPool:
         shared = self._shared.get(key)
         if shared is not None and conn in shared:
             shared.remove(conn)
-
-    def idle_count(self) -> int:
-        """HTTP/1.1 connections waiting for reuse."""
-        return sum(len(idle) for idle in self._idle.values())
-
-    def shared_count(self) -> int:
-        """Live multiplexed connections."""
-        return sum(len(shared) for shared in self._shared.values())
 
     def close(self) -> None:
         """Close every pooled connection."""
