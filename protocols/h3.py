@@ -333,9 +333,15 @@ class _H3Adapter(_QuicAdapter):
         *,
         max_field_section_size: int = 64 * 1024,
         stream_buffer: int = 256 * 1024,
+        qpack: tuple[int, int] = (4096, 16),
     ) -> None:
         super().__init__(quic, stream_buffer)
-        self._h3 = CompatH3Connection(quic)
+        self._h3 = CompatH3Connection(
+            quic,
+            qpack_max_table_capacity=qpack[0],
+            qpack_blocked_streams=qpack[1],
+            max_field_section_size=max_field_section_size,
+        )
         self._max_fields = max_field_section_size
 
     def _framing_events(self, event: qe.QuicEvent) -> list[H3Event]:

@@ -24,6 +24,7 @@ from .errors import ErrorCode
 from .events import CapacityAvailable, Event
 from .h3 import H3ServerAdapter, HqServerAdapter, connection_closed
 from .quic_compat import GatedQuicConnection
+from .quic_server_ext import ServerQuicConnection
 
 __all__ = ["NetworkAddress", "QuicFacts", "QuicServerConnection", "adapter_for_alpn"]
 
@@ -44,6 +45,8 @@ class QuicFacts:
     early_data: bool  # 0-RTT was accepted
     session_resumed: bool
     rtt: float  # smoothed RTT in seconds (0.0 before the first sample)
+    address_validated: bool  # by a token, the handshake or path validation
+    host_cid: str  # hex: the connection ID the server uses now
 
 
 def adapter_for_alpn(alpn: str | None) -> type[H3ServerAdapter] | type[HqServerAdapter] | None:
@@ -66,6 +69,7 @@ class QuicServerConnection:
         *,
         stream_buffer: int = 256 * 1024,
         max_field_section_size: int = 64 * 1024,
+        qpack: tuple[int, int] = (4096, 16),
         on_cid_issued: CidCallback | None = None,
         on_cid_retired: CidCallback | None = None,
     ) -> None:
@@ -74,6 +78,7 @@ class QuicServerConnection:
         self.closed = False
         self._stream_buffer = stream_buffer
         self._max_fields = max_field_section_size
+        self._qpack = qpack
         self._on_cid_issued = on_cid_issued
         self._on_cid_retired = on_cid_retired
         self._early: list[qe.QuicEvent] = []  # events that arrived before the ALPN was known
@@ -93,6 +98,8 @@ class QuicServerConnection:
             early_data=bool(hasattr(quic, "tls") and quic.tls.early_data_accepted),
             session_resumed=self._session_resumed,
             rtt=quic_compat.smoothed_rtt(quic),
+            address_validated=isinstance(quic, ServerQuicConnection) and quic.address_validated,
+            host_cid=quic.host_cid.hex(),
         )
 
     def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> list[Event]:
@@ -180,6 +187,7 @@ class QuicServerConnection:
                 self.quic,
                 max_field_section_size=self._max_fields,
                 stream_buffer=self._stream_buffer,
+                qpack=self._qpack,
             )
         else:
             self.adapter = HqServerAdapter(self.quic, stream_buffer=self._stream_buffer)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioquic
+import pylsqpack
 from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.buffer import encode_uint_var
@@ -287,9 +288,30 @@ class CompatH3Connection(H3Connection):
     allows either; aioquic insists on ``:authority``).
     """
 
-    def __init__(self, quic: QuicConnection) -> None:
+    def __init__(
+        self,
+        quic: QuicConnection,
+        *,
+        qpack_max_table_capacity: int = 4096,
+        qpack_blocked_streams: int = 16,
+        max_field_section_size: int | None = None,
+    ) -> None:
+        self._qpack_settings = (qpack_max_table_capacity, qpack_blocked_streams)
+        self._max_field_section = max_field_section_size
         super().__init__(quic)
         self._rejected: set[int] = set()
+
+    def _init_connection(self) -> None:
+        # Runs inside H3Connection.__init__, before the SETTINGS frame is sent.
+        self._max_table_capacity, self._blocked_streams = self._qpack_settings
+        self._decoder = pylsqpack.Decoder(self._max_table_capacity, self._blocked_streams)
+        super()._init_connection()
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings: dict[int, int] = super()._get_local_settings()
+        if self._max_field_section is not None:
+            settings[h3c.Setting.MAX_FIELD_SECTION_SIZE] = self._max_field_section
+        return settings
 
     @property
     def failure(self) -> tuple[int, str] | None:
@@ -432,11 +454,31 @@ def check_compat() -> None:
     missing += _missing(tls, ["pull_client_hello"])
     missing += _missing(
         h3c.H3Connection,
-        ["_handle_request_or_push_frame", "_handle_request_or_push_end", "_decode_headers"],
+        [
+            "_handle_request_or_push_frame",
+            "_handle_request_or_push_end",
+            "_decode_headers",
+            "_init_connection",
+            "_get_local_settings",
+        ],
     )
     missing += _missing(h3c, ["MessageError", "FrameType", "HeadersState", "encode_frame"])
     h3 = h3c.H3Connection(quic)
-    missing += _missing(h3, ["_stream", "_is_done", "_is_client", "_local_control_stream_id"])
+    missing += _missing(
+        h3,
+        [
+            "_stream",
+            "_is_done",
+            "_is_client",
+            "_local_control_stream_id",
+            "_max_table_capacity",
+            "_blocked_streams",
+            "_decoder",
+        ],
+    )
+    from .quic_server_ext import check_server_compat  # imports this module
+
+    missing += check_server_compat()
     missing += _missing(
         h3c.H3Stream(0),
         [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aioquic import tls
@@ -29,13 +30,13 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.retry import QuicRetryTokenHandler
 
 from .events import Event
 from .quic import NetworkAddress, QuicServerConnection
-from .quic_compat import GatedQuicConnection
+from .quic_server_ext import ServerQuicConnection
+from .quic_tokens import RETRY, TokenIssuer
 
-__all__ = ["QuicRouter", "RouteResult"]
+__all__ = ["AddressValidation", "QuicRouter", "RouteResult"]
 
 _MAX_TICKETS = 10_000
 
@@ -75,33 +76,64 @@ def _invalid_token_close(version: int, source_cid: bytes, destination_cid: bytes
     return datagrams[0]
 
 
+@dataclass(frozen=True, slots=True)
+class AddressValidation:
+    """When to send Retry, and NEW_TOKEN tokens for returning clients (RFC 9000 section 8.1).
+
+    ``retry``: ``"off"``, ``"always"`` (every client without a valid token) or ``"auto"`` (only
+    while more than ``retry_threshold`` new connections per second arrive). A client with a
+    valid token (from a Retry or a NEW_TOKEN frame) has a validated address from its first
+    packet; others are held to the 3x anti-amplification limit until the handshake.
+    """
+
+    retry: str = "off"
+    retry_threshold: int = 200
+    new_token: bool = True
+    token_lifetime: float = 86400.0
+
+
 class QuicRouter:
     """Routes datagrams to QUIC server connections and creates new ones.
 
     ``stream_buffer`` is each request stream's receive window and send budget;
     ``connection_window`` (default 16 stream windows) caps the unconsumed bytes per connection.
     Session tickets live in a bounded in-memory store; each is used once (0-RTT anti-replay).
+    ``cid_factory`` makes the connection IDs the server issues (worker steering);
+    ``preferred_address`` (IPv4, IPv6) is offered to clients for migration.
     """
 
     def __init__(
         self,
         configuration: QuicConfiguration,
         *,
+        validation: AddressValidation | None = None,
         retry: bool = False,
         stream_buffer: int = 256 * 1024,
         max_connections: int = 10000,
+        max_streams_bidi: int = 100,
         connection_window: int | None = None,
         max_field_section_size: int = 64 * 1024,
+        qpack: tuple[int, int] = (4096, 16),
+        cid_factory: Callable[[], bytes] | None = None,
+        preferred_address: tuple[NetworkAddress | None, NetworkAddress | None] | None = None,
     ) -> None:
         self.configuration = configuration
-        self._retry = QuicRetryTokenHandler() if retry else None
+        self.validation = validation or AddressValidation(retry="always" if retry else "off")
+        self._tokens = TokenIssuer(lifetime=self.validation.token_lifetime)
         self._stream_buffer = stream_buffer
         self._connection_window = connection_window or 16 * stream_buffer
         self._max_connections = max_connections
+        self._max_streams_bidi = max_streams_bidi
         self._max_fields = max_field_section_size
+        self._qpack = qpack
+        self._cid_factory = cid_factory
+        self._preferred = preferred_address
         self._by_cid: dict[bytes, QuicServerConnection] = {}
         self._cids: dict[QuicServerConnection, set[bytes]] = {}
         self._tickets: OrderedDict[bytes, tls.SessionTicket] = OrderedDict()
+        self._window_start = 0.0
+        self._window_count = 0
+        self.retries_sent = 0
 
     def connections(self) -> list[QuicServerConnection]:
         """Every live connection."""
@@ -153,43 +185,39 @@ class QuicRouter:
             self.remove(conn)
         return RouteResult(conn, events, [], new)
 
+    def _retry_wanted(self, now: float) -> bool:
+        mode = self.validation.retry
+        if mode == "always":
+            return True
+        if mode != "auto":
+            return False
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        return self._window_count > self.validation.retry_threshold
+
     def _accept(
         self, header: QuicHeader, addr: NetworkAddress, now: float
     ) -> QuicServerConnection | RouteResult:
         assert header.version is not None
         odcid: bytes = header.destination_cid
         retry_scid: bytes | None = None
-        if self._retry is not None:
-            if not header.token:
-                scid = os.urandom(8)
-                token = self._retry.create_token(
-                    address=addr,
-                    original_destination_connection_id=header.destination_cid,
-                    retry_source_connection_id=scid,
-                    now=now,
-                )
-                packet = encode_quic_retry(
-                    version=header.version,
-                    source_cid=scid,
-                    destination_cid=header.source_cid,
-                    original_destination_cid=header.destination_cid,
-                    retry_token=token,
-                )
-                return RouteResult(None, replies=[(packet, addr)])
-            try:
-                odcid = self._retry.validate_token(
-                    address=addr,
-                    destination_cid=header.destination_cid,
-                    token=header.token,
-                    now=now,
-                )
-            except ValueError:
+        checked = self._tokens.check(header.token, addr, now) if header.token else None
+        if checked is None and header.token and header.token[0] == RETRY:
+            # A Retry token that fails: tell the client (RFC 9000 section 8.1.3).
+            close = _invalid_token_close(header.version, header.destination_cid, header.source_cid)
+            return RouteResult(None, replies=[(close, addr)])
+        if checked is None and self._retry_wanted(now):
+            return self._send_retry(header, addr, now)
+        if checked is not None and checked.kind == RETRY:
+            odcid, retry_scid = checked.original_dcid, header.destination_cid
+            if checked.retry_scid != retry_scid:
                 close = _invalid_token_close(
                     header.version, header.destination_cid, header.source_cid
                 )
                 return RouteResult(None, replies=[(close, addr)])
-            retry_scid = header.destination_cid
-        quic = GatedQuicConnection(
+        tokens, issued = self._tokens, now
+        quic = ServerQuicConnection(
             configuration=self.configuration,
             original_destination_connection_id=odcid,
             retry_source_connection_id=retry_scid,
@@ -197,18 +225,41 @@ class QuicRouter:
             session_ticket_handler=self._store_ticket,
             stream_window=self._stream_buffer,
             connection_window=self._connection_window,
+            cid_factory=self._cid_factory,
+            preferred_address=self._preferred,
+            new_token=(lambda: tokens.new_token(addr, issued))
+            if self.validation.new_token
+            else None,
+            validated_address=addr if checked is not None else None,
+            max_streams_bidi=self._max_streams_bidi,
         )
         conn = QuicServerConnection(
             quic,
             stream_buffer=self._stream_buffer,
             max_field_section_size=self._max_fields,
+            qpack=self._qpack,
             on_cid_issued=lambda cid: self._add_cid(conn, cid),
             on_cid_retired=lambda cid: self._drop_cid(conn, cid),
         )
         self._cids[conn] = set()
         self._add_cid(conn, header.destination_cid)
-        self._add_cid(conn, quic.host_cid)
+        for cid in quic.host_connection_ids():
+            self._add_cid(conn, cid)
         return conn
+
+    def _send_retry(self, header: QuicHeader, addr: NetworkAddress, now: float) -> RouteResult:
+        assert header.version is not None
+        scid = self._cid_factory() if self._cid_factory else os.urandom(8)
+        token = self._tokens.retry_token(addr, header.destination_cid, scid, now)
+        packet = encode_quic_retry(
+            version=header.version,
+            source_cid=scid,
+            destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid,
+            retry_token=token,
+        )
+        self.retries_sent += 1
+        return RouteResult(None, replies=[(packet, addr)])
 
     def _add_cid(self, conn: QuicServerConnection, cid: bytes) -> None:
         if conn in self._cids:

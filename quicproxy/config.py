@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .config_quic import QuicConfig, parse_quic
 from .config_reader import ConfigError, Table, parse_address, parse_upstream_url, table_path
 from .forwarding import IPNetwork
 
@@ -60,15 +61,6 @@ class ServerConfig:
     grace_period: float = 10.0
     log_level: str = "info"
     access_log: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class QuicConfig:
-    """QUIC listener features, off by default."""
-
-    retry: bool = False
-    keylog_file: Path | None = None
-    qlog_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +182,7 @@ class Config:
     alt_svc: AltSvcConfig = AltSvcConfig()
     forwarding: ForwardingConfig = ForwardingConfig()
     limits: LimitsConfig = LimitsConfig()
-    quic: QuicConfig = QuicConfig()
+    quic: QuicConfig = field(default_factory=QuicConfig)
     source: str = "<built-in>"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -475,13 +467,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     )
     lim.finish()
 
-    quic_table = root.sub("quic")
-    quic = QuicConfig(
-        retry=quic_table.get("retry", bool, False),
-        keylog_file=table_path(quic_table, "keylog_file", base),
-        qlog_dir=table_path(quic_table, "qlog_dir", base),
-    )
-    quic_table.finish()
+    quic = parse_quic(root.sub("quic"), base)
 
     listen = tuple(_listen(t) for t in root.subs("listen"))
     if not listen:

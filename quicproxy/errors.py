@@ -31,6 +31,7 @@ class ErrorKind(enum.Enum):
     DOWNSTREAM_PROTOCOL = "downstream_protocol"
     DOWNSTREAM_TIMEOUT = "downstream_timeout"
     BODY_TOO_LARGE = "body_too_large"
+    TOO_EARLY = "too_early"  # the upstream answered 425 to a request sent in 0-RTT
     INTERNAL = "internal"
 
     @property
@@ -40,6 +41,7 @@ class ErrorKind(enum.Enum):
 
 
 _STATUS = {
+    ErrorKind.TOO_EARLY: 425,
     ErrorKind.CONNECT_REFUSED: 502,
     ErrorKind.CONNECT_TIMEOUT: 504,
     ErrorKind.TLS_HANDSHAKE: 502,

@@ -30,6 +30,7 @@ log = logging.getLogger("quicproxy.pipeline")
 
 # RFC 8470: 0-RTT requests may be replayed; only these go upstream (marked early-data: 1)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+HANDSHAKE_WAIT = 10.0  # seconds an early request waits for the handshake
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class ProxyServices:
     altsvc: AltSvcPolicy = field(default_factory=lambda: AltSvcPolicy(None))
     forwarding: ForwardingPolicy = field(default_factory=ForwardingPolicy)
     client_body_timeout: float = 60.0
+    hold_unsafe_early_data: bool = False  # else 425 Too Early (RFC 8470)
 
 
 async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) -> None:
@@ -47,11 +49,7 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
     ctx = proxy.new_ctx()
     error: ProxyError | None = None
     try:
-        await proxy.early_request_filter(session, ctx)
-        if session.downstream.early_data and session.request.method not in SAFE_METHODS:
-            await session.respond(425, "425 Too Early: retry after the handshake\n")
-        elif not await proxy.request_filter(session, ctx):
-            await _proxy_with_retries(session, proxy, ctx, services)
+        await _serve(session, proxy, ctx, services)
     except ProxyError as exc:
         error = exc
     except Exception as exc:
@@ -71,6 +69,33 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
     finally:
         session.stream.close()
         log_request(session, error)
+
+
+async def _serve(
+    session: Session, proxy: ProxyHttp[Any], ctx: Any, services: ProxyServices
+) -> None:
+    await proxy.early_request_filter(session, ctx)
+    if session.downstream.early_data and session.request.method not in SAFE_METHODS:
+        if not services.hold_unsafe_early_data:
+            await session.respond(425, "425 Too Early: retry after the handshake\n")
+            return
+        await _wait_for_handshake(session)
+    if not await proxy.request_filter(session, ctx):
+        await _proxy_with_retries(session, proxy, ctx, services)
+
+
+async def _wait_for_handshake(session: Session) -> None:
+    """Hold a 0-RTT request until the client's handshake completes (it is no replay then)."""
+    handshake = session.downstream.handshake
+    if handshake is not None:
+        try:
+            async with asyncio.timeout(HANDSHAKE_WAIT):
+                await asyncio.shield(handshake)
+        except (TimeoutError, ConnectionError):
+            raise ProxyError.downstream(
+                ErrorKind.DOWNSTREAM_GONE, "the client's QUIC handshake did not complete"
+            ) from None
+    session.downstream.early_data = False
 
 
 async def _fail(session: Session, proxy: ProxyHttp[Any], error: ProxyError, ctx: Any) -> None:
@@ -106,6 +131,10 @@ async def _proxy_with_retries(
             await _proxy_within_total(session, proxy, ctx, peer, services)
             return
         except ProxyError as exc:
+            if exc.kind is ErrorKind.TOO_EARLY and session.downstream.early_data:
+                log.info("425 from upstream: %s again after the handshake", session.request.path)
+                await _wait_for_handshake(session)
+                continue
             untouched = not session.response_started and session.stream.body.taken == 0
             if not (untouched and policy.should_retry(exc, attempt, time.monotonic() - started)):
                 raise
@@ -178,6 +207,8 @@ async def _proxy_once(
             head = await _await_response(upstream, peer)
         except ProxyError as exc:
             raise _retry_if_stale(exc, reused, session.request.method) from None
+        if head.status == 425 and _can_resend_after_handshake(session):
+            raise ProxyError.upstream(ErrorKind.TOO_EARLY, f"{peer.address} answered 425")
         await _pump_response(session, upstream, head, proxy, ctx, peer, services)
         if body_task is not None:
             await body_task
@@ -192,6 +223,15 @@ async def _proxy_once(
                 upstream.reset()
             upstream.close()
         services.pool.release(conn, clean)
+
+
+def _can_resend_after_handshake(session: Session) -> bool:
+    """RFC 8470 section 5.2: a 425 to a request we sent early is retried once, after the
+    handshake; requests with a body are not (it has been consumed)."""
+    downstream = session.downstream
+    return (
+        downstream.early_data and downstream.handshake is not None and not session.request_has_body
+    )
 
 
 async def _await_response(upstream: StreamIO, peer: HttpPeer) -> ResponseHead:

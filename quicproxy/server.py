@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .altsvc import AltSvcPolicy
-from .config import Config, ListenConfig, TlsConfig, parse_address
+from .config import Config, ListenConfig, QuicConfig, TlsConfig, parse_address
 from .devcerts import default_cert_dir, ensure_dev_certs
 from .forwarding import ForwardingPolicy
-from .frontend.base import FrontendLimits, QuicOptions, RequestStarter
+from .frontend.base import FrontendLimits, RequestStarter
 from .frontend.quic import QuicListener
 from .frontend.tcp import DownstreamTcp, tcp_connection_factory
 from .hooks import ProxyHttp
@@ -49,14 +49,10 @@ class ProxyServer:
         proxy: ProxyHttp[Any] | None = None,
         *,
         reuse_port: bool = False,
-        quic_options: QuicOptions | None = None,
+        quic_options: QuicConfig | None = None,
     ) -> None:
         self.config = config
-        self.quic_options = quic_options or QuicOptions(
-            retry=config.quic.retry,
-            keylog_file=config.quic.keylog_file,
-            qlog_dir=config.quic.qlog_dir,
-        )
+        self.quic_options = quic_options or config.quic
         self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config)
         self.reuse_port = reuse_port
         self.limits = FrontendLimits(
@@ -77,6 +73,7 @@ class ProxyServer:
             pool=UpstreamPool(),
             altsvc=self.altsvc,
             client_body_timeout=config.limits.client_body_timeout,
+            hold_unsafe_early_data=self.quic_options.early_data_unsafe == "hold",
             forwarding=ForwardingPolicy(
                 fwd.trusted_proxies, fwd.via, fwd.x_forwarded, fwd.forwarded
             ),

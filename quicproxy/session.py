@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class DownstreamInfo:
     alpn: str | None = None
     early_data: bool = False  # this request arrived in TLS 1.3 / QUIC 0-RTT early data
     quic: dict[str, Any] = field(default_factory=dict)
+    handshake: asyncio.Future[None] | None = None  # early requests: done when the handshake is
 
     @property
     def scheme(self) -> str:

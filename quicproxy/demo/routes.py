@@ -205,6 +205,14 @@ async def _alt_svc(ex: Exchange, path: str, query: str) -> None:
 
 _ALT_SVC: Final = ("alt-svc", 'h3=":9999"; ma=60')
 
+
+async def _too_early(ex: Exchange, path: str, query: str) -> None:
+    if _headers_dict(ex).get("early-data") == "1":
+        await ex.respond(425, b"425 Too Early: this origin refuses 0-RTT requests\n")
+        return
+    await ex.respond(200, _json(_headers_dict(ex)), JSON)
+
+
 ROUTES: Final[tuple[Route, ...]] = (
     Route("/", READ, _index, False, "this page"),
     Route("/echo", ANY, _echo, True, "JSON of the request: method, path, headers, body hash", True),
@@ -214,5 +222,6 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("/delay/", ANY, _delay, False, "wait N seconds (up to 60), then 200"),
     Route("/headers", READ, _headers, False, "JSON of the request headers"),
     Route("/trailers", READ, _trailers, False, "chunked body with an x-checksum trailer"),
+    Route("/too-early", READ, _too_early, False, "425 when early-data: 1 is set, else headers"),
     Route("/alt-svc", READ, _alt_svc, False, 'sends alt-svc: h3=":9999" (proxies strip it)'),
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from protocols.messages import RequestHead
@@ -14,7 +13,7 @@ from ..pipeline import ProxyServices, run
 from ..session import DownstreamInfo, Session
 from ..streamio import StreamIO
 
-__all__ = ["FrontendLimits", "QuicOptions", "RequestStarter"]
+__all__ = ["FrontendLimits", "RequestStarter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +26,6 @@ class FrontendLimits:
     max_concurrent_streams: int = 100
     max_header_size: int = 64 * 1024
     quic_max_datagram_size: int = 1350
-
-
-@dataclass(frozen=True, slots=True)
-class QuicOptions:
-    """QUIC listener features that are off by default."""
-
-    retry: bool = False  # address validation with a Retry before every new connection
-    keylog_file: Path | None = None  # TLS secrets in NSS key log format (for Wireshark)
-    qlog_dir: Path | None = None  # one qlog file per connection
 
 
 class RequestStarter:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.logger import QuicFileLogger
@@ -14,20 +16,21 @@ from aioquic.quic.packet import QuicProtocolVersion
 from protocols import quic_compat
 from protocols.errors import ErrorCode
 from protocols.messages import RequestHead
-from protocols.quic import QuicServerConnection
-from protocols.quic_router import QuicRouter
+from protocols.quic import NetworkAddress, QuicFacts, QuicServerConnection
+from protocols.quic_router import AddressValidation, QuicRouter
 
+from ..config_quic import QuicConfig
 from ..errors import ErrorSource
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
 from ..streamio import ConnectionDriver, StreamIO
-from .base import FrontendLimits, QuicOptions, RequestStarter
+from .base import FrontendLimits, RequestStarter
 
 __all__ = ["QuicDriver", "QuicListener"]
 
 log = logging.getLogger("quicproxy.frontend.quic")
 
-DEFAULT_QUIC_OPTIONS = QuicOptions()
+DEFAULT_QUIC_CONFIG = QuicConfig()
 
 
 class QuicDriver(ConnectionDriver):
@@ -43,17 +46,9 @@ class QuicDriver(ConnectionDriver):
         )
         self.listener = listener
         self.conn = conn
-        facts = conn.facts
-        self.info = DownstreamInfo(
-            protocol=facts.alpn or "h3",
-            client_address=(str(addr[0]), int(addr[1])),
-            server_address=listener.local_address,
-            tls=True,
-            sni=facts.sni,
-            alpn=facts.alpn,
-            early_data=False,
-            quic={"version": facts.version, "connection_id": facts.original_dcid},
-        )
+        self.client_address = (str(addr[0]), int(addr[1]))
+        self.handshake: asyncio.Future[None] = self.loop.create_future()
+        self.check_handshake()
 
     def schedule_flush(self) -> None:
         self.listener.schedule_transmit(self.conn)
@@ -65,32 +60,87 @@ class QuicDriver(ConnectionDriver):
         self.conn.quic.close(error_code=ErrorCode.NO_ERROR.h3_code)
         self.listener.schedule_transmit(self.conn)
 
+    def check_handshake(self) -> None:
+        """Resolve ``handshake`` once the TLS handshake is complete."""
+        if not self.handshake.done() and quic_compat.handshake_complete(self.conn.quic):
+            self.handshake.set_result(None)
+
+    def connection_failed(self, reason: str) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError(reason))
+            self.handshake.exception()  # retrieved: nobody may be waiting
+        super().connection_failed(reason)
+
     def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
-        info = self.info
-        if not quic_compat.handshake_complete(self.conn.quic):
-            info = replace(info, early_data=True)  # this request came in 0-RTT
+        facts = self.conn.facts
+        early = not self.handshake.done()  # this request came in 0-RTT
+        info = DownstreamInfo(
+            protocol=facts.alpn or "h3",
+            client_address=self.client_address,
+            server_address=self.listener.local_address,
+            tls=True,
+            sni=facts.sni,
+            alpn=facts.alpn,
+            early_data=early,
+            quic=quic_session_facts(facts),
+            handshake=self.handshake if early else None,
+        )
         self.listener.starter.start(stream, head, end_stream, info)
 
 
+def quic_session_facts(facts: QuicFacts) -> dict[str, Any]:
+    """What ``session.downstream.quic`` tells hooks (a snapshot taken when the request began)."""
+    return {
+        "version": facts.version,
+        "connection_id": facts.original_dcid,
+        "host_connection_id": facts.host_cid,
+        "rtt": facts.rtt,
+        "zero_rtt": facts.early_data,
+        "session_resumed": facts.session_resumed,
+        "address_validated": facts.address_validated,
+    }
+
+
 class QuicListener:
-    """One UDP socket serving HTTP/3 (and hq-interop) connections."""
+    """One UDP socket serving HTTP/3 (and hq-interop) connections.
+
+    With ``preferred_address`` in the options, a socket is bound on each preferred address too;
+    a connection's packets leave through the socket its latest packet arrived on.
+    """
 
     def __init__(
         self,
         starter: RequestStarter,
         limits: FrontendLimits,
         configuration: QuicConfiguration,
-        options: QuicOptions = DEFAULT_QUIC_OPTIONS,
+        options: QuicConfig = DEFAULT_QUIC_CONFIG,
+        cid_factory: Callable[[], bytes] | None = None,
     ) -> None:
         self.starter = starter
         self.limits = limits
+        self.options = options
         self.router = QuicRouter(
-            configuration, retry=options.retry, stream_buffer=limits.stream_buffer
+            configuration,
+            validation=AddressValidation(
+                retry=options.retry,
+                retry_threshold=options.retry_threshold,
+                new_token=options.new_token,
+                token_lifetime=options.token_lifetime,
+            ),
+            stream_buffer=limits.stream_buffer,
+            max_connections=options.max_connections,
+            max_streams_bidi=limits.max_concurrent_streams,
+            max_field_section_size=limits.max_header_size,
+            qpack=(options.qpack_max_table_capacity, options.qpack_blocked_streams),
+            cid_factory=cid_factory,
+            preferred_address=_preferred(options.preferred_address),
         )
         self.loop = asyncio.get_running_loop()
         self.endpoint: UdpEndpoint | None = None
+        self.extra_endpoints: list[UdpEndpoint] = []
         self.drivers: dict[QuicServerConnection, QuicDriver] = {}
         self.timers: dict[QuicServerConnection, tuple[float, asyncio.TimerHandle]] = {}
+        self.paths: dict[QuicServerConnection, UdpEndpoint] = {}
         self._pending: set[QuicServerConnection] = set()
         self._transmit_scheduled = False
         self.accepting = True
@@ -105,9 +155,10 @@ class QuicListener:
         cert: Path,
         key: Path,
         reuse_port: bool = False,
-        options: QuicOptions = DEFAULT_QUIC_OPTIONS,
+        options: QuicConfig = DEFAULT_QUIC_CONFIG,
+        cid_factory: Callable[[], bytes] | None = None,
     ) -> QuicListener:
-        """Bind ``host:port`` over UDP and serve."""
+        """Bind ``host:port`` (and any preferred addresses) over UDP and serve."""
         configuration = QuicConfiguration(
             is_client=False,
             alpn_protocols=["h3", "hq-interop"],
@@ -121,11 +172,23 @@ class QuicListener:
         if options.qlog_dir is not None:
             options.qlog_dir.mkdir(parents=True, exist_ok=True)
             configuration.quic_logger = QuicFileLogger(str(options.qlog_dir))
-        listener = cls(starter, limits, configuration, options)
-        listener.endpoint = await open_udp_endpoint(
-            host, port, listener.datagram_received, reuse_port=reuse_port
-        )
+        listener = cls(starter, limits, configuration, options, cid_factory)
+        listener.endpoint = await listener._bind(host, port, reuse_port)
+        for extra_host, extra_port in options.preferred_address:
+            endpoint = await listener._bind(extra_host, extra_port, reuse_port)
+            listener.extra_endpoints.append(endpoint)
         return listener
+
+    async def _bind(self, host: str, port: int, reuse_port: bool) -> UdpEndpoint:
+        holder: list[UdpEndpoint] = []
+        endpoint = await open_udp_endpoint(
+            host,
+            port,
+            lambda data, addr: self.datagram_received(data, addr, holder[0]),
+            reuse_port=reuse_port,
+        )
+        holder.append(endpoint)
+        return endpoint
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -134,19 +197,27 @@ class QuicListener:
         address = self.endpoint.local_address
         return (str(address[0]), int(address[1]))
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
+    def datagram_received(
+        self, data: bytes, addr: Address, endpoint: UdpEndpoint | None = None
+    ) -> None:
         """Route one datagram; runs synchronously in the endpoint's callback."""
+        endpoint = endpoint or self.endpoint
         result = self.router.receive_datagram(data, addr, self.loop.time())
-        if result.replies and self.endpoint is not None:
-            self.endpoint.send(result.replies)
+        if result.replies and endpoint is not None:
+            endpoint.send(result.replies)
         conn = result.connection
         if conn is None:
             return
+        if endpoint is not None and endpoint is not self.endpoint:
+            self.paths[conn] = endpoint
+        else:
+            self.paths.pop(conn, None)
         if result.new and not self.accepting:
             conn.quic.close(error_code=ErrorCode.REFUSED_STREAM.h3_code)
-        if result.events:
-            driver = self._driver(conn, addr)
-            if driver is not None:
+        driver = self._driver(conn, addr)
+        if driver is not None:
+            driver.check_handshake()
+            if result.events:
                 driver.handle_events(result.events)
         self.schedule_transmit(conn)
 
@@ -172,8 +243,9 @@ class QuicListener:
 
     def _transmit(self, conn: QuicServerConnection, now: float) -> None:
         datagrams = conn.datagrams_to_send(now)
-        if datagrams and self.endpoint is not None:
-            self.endpoint.send(datagrams)
+        endpoint = self.paths.get(conn, self.endpoint)
+        if datagrams and endpoint is not None:
+            endpoint.send(datagrams)
         events = conn.pending_events()
         driver = self.drivers.get(conn)
         if events and driver is not None:
@@ -208,6 +280,7 @@ class QuicListener:
         driver = self.drivers.pop(conn, None)
         if driver is not None:
             driver.connection_failed("QUIC connection closed")
+        self.paths.pop(conn, None)
         self.router.remove(conn)
 
     def stop_accepting(self) -> None:
@@ -230,5 +303,17 @@ class QuicListener:
         for _, handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
-        if self.endpoint is not None:
-            self.endpoint.close()
+        for endpoint in [self.endpoint, *self.extra_endpoints]:
+            if endpoint is not None:
+                endpoint.close()
+
+
+def _preferred(
+    addresses: tuple[tuple[str, int], ...],
+) -> tuple[NetworkAddress | None, NetworkAddress | None] | None:
+    """(IPv4, IPv6) preferred addresses for the transport parameter, or None."""
+    if not addresses:
+        return None
+    ipv4 = next((a for a in addresses if ipaddress.ip_address(a[0]).version == 4), None)
+    ipv6 = next((a for a in addresses if ipaddress.ip_address(a[0]).version == 6), None)
+    return ipv4, ipv6

@@ -69,3 +69,38 @@ def test_unsafe_request_in_0rtt_gets_425(proxy: ProxyProcess, tmp_path: Path) ->
     )
     assert ":status: 200" in log
     assert json.loads((target / "upload").read_text())["received"] == 5
+
+
+@pytest.fixture(scope="module")
+def holding_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    tmp = tmp_path_factory.mktemp("hold")
+    with ThreadedOrigin() as origin:
+        extra = '[quic]\nearly_data_unsafe = "hold"\n'
+        config = write_config(tmp / "p.toml", origin.port, extra=extra, cert_dir=tmp / "certs")
+        with run_proxy(["run", "-c", str(config)]) as running:
+            yield running
+
+
+def test_unsafe_request_in_0rtt_is_held_until_the_handshake(
+    holding_proxy: ProxyProcess, tmp_path: Path
+) -> None:
+    body = tmp_path / "body.txt"
+    body.write_text("hello")
+    gtls(holding_proxy.port, tmp_path, "/echo")  # a session ticket to resume with
+    log, target = gtls(holding_proxy.port, tmp_path, "/echo", "-m", "POST", "-d", str(body))
+    assert "type=0RTT" in log
+    assert ":status: 200" in log
+    seen = json.loads((target / "echo").read_text())
+    assert seen["method"] == "POST"
+    assert "early-data" not in seen["headers"]  # it went upstream after the handshake
+
+
+def test_upstream_425_is_retried_once_after_the_handshake(
+    proxy: ProxyProcess, tmp_path: Path
+) -> None:
+    gtls(proxy.port, tmp_path, "/too-early")
+    log, target = gtls(proxy.port, tmp_path, "/too-early")
+    assert "type=0RTT" in log
+    assert ":status: 200" in log  # the origin's 425 did not reach the client
+    assert "early-data" not in json.loads((target / "too-early").read_text())
+    assert "425 from upstream: /too-early again after the handshake" in proxy.log_text()

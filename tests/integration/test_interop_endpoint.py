@@ -248,3 +248,19 @@ def test_key_update(running: tuple[int, Path], tmp_path: Path) -> None:
     assert "Initiate key update" in log
     assert re.search(r"pkt rx .*type=1RTT k=1", log)  # the server answered in the new phase
     assert_same(site, tmp_path, ["medium.bin"])
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("connectionmigration", {})], indirect=True)
+def test_connection_migration_to_the_preferred_address(
+    running: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, site = running
+    log = gtls_download(port, ["medium.bin"], tmp_path, verbose=True)
+    assert f"preferred_address.ipv4_port={port + 1}" in log
+    assert f"selected server preferred_address is [127.0.0.1]:{port + 1}" in log
+    assert re.search(
+        rf"Path validation against path .*remote:\[127\.0\.0\.1\]:{port + 1}\}} succeeded", log
+    )
+    assert f"remote=[127.0.0.1]:{port + 1}" in log  # and the transfer moved there
+    assert_same(site, tmp_path, ["medium.bin"])
