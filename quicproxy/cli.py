@@ -20,7 +20,14 @@ from .config import (
     parse_upstream_url,
 )
 from .devcerts import default_cert_dir, ensure_dev_certs, trust_instructions
-from .server import ProxyServer, announce, certificate_paths, configure_logging, serve
+from .server import (
+    ProxyServer,
+    announce,
+    certificate_paths,
+    configure_logging,
+    quic_addresses,
+    serve,
+)
 
 __all__ = ["main"]
 
@@ -64,7 +71,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return ProxyServer(config, reuse_port=reuse_port)
 
     print(trust_instructions(certs, args.port), flush=True)
-    return serve(make_server, workers=args.workers, grace=2.0, ready=announce)
+    steered = quic_addresses(Config(listen=listen, upstreams=(), routes=()))
+    return serve(
+        make_server, workers=args.workers, grace=2.0, ready=announce, quic_addresses=steered
+    )
 
 
 def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
@@ -101,7 +111,13 @@ def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
         return ProxyServer(config, reuse_port=reuse_port)
 
     workers = args.workers or (1 if port == 0 else _workers("auto"))
-    return serve(make_server, workers=workers, grace=10.0, ready=announce)
+    return serve(
+        make_server,
+        workers=workers,
+        grace=10.0,
+        ready=announce,
+        quic_addresses=quic_addresses(config),
+    )
 
 
 def _load(path: str) -> Config | None:
@@ -131,7 +147,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     async def make_server(reuse_port: bool) -> ProxyServer:
         return ProxyServer(config, reuse_port=reuse_port)
 
-    return serve(make_server, workers=workers, grace=config.server.grace_period, ready=announce)
+    return serve(
+        make_server,
+        workers=workers,
+        grace=config.server.grace_period,
+        ready=announce,
+        quic_addresses=quic_addresses(config),
+    )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from .frontend.base import FrontendLimits, RequestStarter
 from .frontend.quic import QuicListener
 from .frontend.tcp import DownstreamTcp, tcp_connection_factory
 from .hooks import ProxyHttp
+from .net import steering
 from .net.tcp import start_tcp_server
 from .net.tls import server_context
 from .pipeline import ProxyServices
@@ -222,13 +223,20 @@ def serve(
     workers: int = 1,
     grace: float = 10.0,
     ready: Callable[[ProxyServer], None] | None = None,
+    quic_addresses: Sequence[tuple[str, int]] = (),
 ) -> int:
     """Run until SIGTERM/SIGINT; with ``workers`` > 1, fork that many processes sharing the ports
-    through SO_REUSEPORT and restart any that dies. Returns the exit status."""
+    through SO_REUSEPORT and restart any that dies. Returns the exit status.
+
+    QUIC packets for ``quic_addresses`` are steered to the worker owning their connection ID
+    (see ``quicproxy.net.steering``), so migrating clients keep reaching their connection.
+    """
     _install_uvloop()
     if workers <= 1:
         asyncio.run(_serve_one(make_server, False, grace, ready))
         return 0
+    if steering.prepare(quic_addresses, workers):
+        log.info("QUIC packets are steered to workers by connection ID")
     return _supervise(make_server, workers, grace, ready)
 
 
@@ -244,6 +252,7 @@ def _supervise(
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
+            steering.enter_worker(index)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
@@ -304,7 +313,19 @@ def serve_proxy(
     async def make_server(reuse_port: bool) -> ProxyServer:
         return ProxyServer(config, make_proxy(), reuse_port=reuse_port)
 
-    return serve(make_server, workers=workers, grace=10.0, ready=announce)
+    return serve(
+        make_server,
+        workers=workers,
+        grace=10.0,
+        ready=announce,
+        quic_addresses=quic_addresses(config),
+    )
+
+
+def quic_addresses(config: Config) -> list[tuple[str, int]]:
+    """Every UDP address the QUIC listeners of ``config`` bind (steered across workers)."""
+    listen = [(item.host, item.port) for item in config.listen if item.quic and item.port]
+    return listen + list(config.quic.preferred_address)
 
 
 def announce(server: ProxyServer) -> None:

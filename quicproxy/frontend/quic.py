@@ -21,6 +21,7 @@ from protocols.quic_router import AddressValidation, QuicRouter
 
 from ..config_quic import QuicConfig
 from ..errors import ErrorSource
+from ..net import steering
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
 from ..streamio import ConnectionDriver, StreamIO
@@ -132,7 +133,7 @@ class QuicListener:
             max_streams_bidi=limits.max_concurrent_streams,
             max_field_section_size=limits.max_header_size,
             qpack=(options.qpack_max_table_capacity, options.qpack_blocked_streams),
-            cid_factory=cid_factory,
+            cid_factory=cid_factory or steering.cid_factory(),
             preferred_address=_preferred(options.preferred_address),
         )
         self.loop = asyncio.get_running_loop()
@@ -186,6 +187,7 @@ class QuicListener:
             port,
             lambda data, addr: self.datagram_received(data, addr, holder[0]),
             reuse_port=reuse_port,
+            sock=steering.take_socket(host, port),
         )
         holder.append(endpoint)
         return endpoint

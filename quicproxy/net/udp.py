@@ -108,18 +108,22 @@ async def open_udp_endpoint(
     on_datagram: Callable[[bytes, Address], None],
     *,
     reuse_port: bool = False,
+    sock: socket.socket | None = None,
 ) -> UdpEndpoint:
-    """Bind a UDP socket (IPv6 sockets are v6-only, so v4 and v6 can share a port number)."""
+    """Bind a UDP socket (IPv6 sockets are v6-only, so v4 and v6 can share a port number), or
+    serve ``sock``, one bound already (a worker's steered socket)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    bound = sock is not None
+    sock = sock or socket.socket(family, socket.SOCK_DGRAM)
     try:
-        if reuse_port:
+        if reuse_port and not bound:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
+        if family == socket.AF_INET6 and not bound:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        sock.bind((host, port))
+        if not bound:
+            sock.bind((host, port))
         sock.setblocking(False)
     except OSError:
         sock.close()
