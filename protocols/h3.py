@@ -1,4 +1,4 @@
-"""HTTP/3 (and hq-interop) adapters: aioquic H3/H0 events in, normalized stream events out.
+"""HTTP/3 adapters over aioquic's H3Connection, and the stream bookkeeping hq-interop shares.
 
 Receive credit: every request stream is gated (``quic_compat.GatedQuicConnection``) to
 ``stream_buffer`` bytes beyond what the owner has ``consumed``; HTTP/3 framing bytes and header
@@ -17,7 +17,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aioquic.h0.connection import H0Connection
 from aioquic.h3 import connection as h3c
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as qe
@@ -36,7 +35,7 @@ from .messages import (
 )
 from .quic_compat import CompatH3Connection, GatedQuicConnection, StreamMessageError
 
-__all__ = ["H3ClientAdapter", "H3ServerAdapter", "HqServerAdapter", "connection_closed"]
+__all__ = ["H3ClientAdapter", "H3ServerAdapter", "QuicStreamAdapter", "connection_closed"]
 
 _SEND_ERRORS = (h3c.ProtocolError, ValueError, RuntimeError)
 
@@ -106,7 +105,7 @@ def _parse_request(headers: Headers, limit: int) -> RequestHead | tuple[ErrorCod
 
 
 @dataclass(slots=True)
-class _Stream:
+class StreamState:
     """Per request-stream bookkeeping shared by all roles."""
 
     visible: bool  # the owner knows the stream (saw its head, or sent it)
@@ -122,7 +121,7 @@ class _Stream:
     reported: bool = False  # a ev.StreamReset was emitted
 
 
-class _QuicAdapter:
+class QuicStreamAdapter:
     """Stream state, credit, capacity and reset handling common to the h3 and hq adapters."""
 
     _server = True
@@ -130,7 +129,7 @@ class _QuicAdapter:
     def __init__(self, quic: QuicConnection, stream_buffer: int) -> None:
         self.quic = quic
         self._stream_buffer = stream_buffer
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         self._closing = False
         self.drained = False  # after a graceful close: every answer sent and acknowledged
         self._failed = False
@@ -149,10 +148,14 @@ class _QuicAdapter:
     def _release(self, stream_id: int) -> None:
         """Drop the framing layer's state for a finished stream."""
 
+    def _blocked(self, stream_id: int) -> bool:
+        """The framing layer still holds a message part it cannot decode yet (QPACK)."""
+        return False
+
     def _failure(self) -> tuple[int, str] | None:
         return None
 
-    def _check_pending(self, stream_id: int, st: _Stream, out: list[ev.Event]) -> None:
+    def _check_pending(self, stream_id: int, st: StreamState, out: list[ev.Event]) -> None:
         """Refuse a head that is growing beyond its limit."""
 
     def handle_event(self, event: qe.QuicEvent) -> list[ev.Event]:
@@ -197,8 +200,8 @@ class _QuicAdapter:
                 self._finish_check(stream_id, st)
         return out
 
-    def _open(self, stream_id: int, *, visible: bool) -> _Stream:
-        st = self._streams[stream_id] = _Stream(visible)
+    def _open(self, stream_id: int, *, visible: bool) -> StreamState:
+        st = self._streams[stream_id] = StreamState(visible)
         if isinstance(self.quic, GatedQuicConnection):
             self.quic.set_receive_window(stream_id, self._stream_buffer)
         return st
@@ -219,25 +222,26 @@ class _QuicAdapter:
             st.reported = True
             out.append(ev.StreamReset(event.stream_id, ErrorCode.from_h3(event.error_code)))
 
-    def _credit(self, stream_id: int, st: _Stream) -> None:
+    def _credit(self, stream_id: int, st: StreamState) -> None:
         target = st.received - self._held(stream_id) - (st.delivered - st.body_consumed)
         if target > st.credited:
             if isinstance(self.quic, GatedQuicConnection):
                 self.quic.consumed(stream_id, target - st.credited)
             st.credited = target
 
-    def _abandon(self, stream_id: int, st: _Stream) -> None:
+    def _abandon(self, stream_id: int, st: StreamState) -> None:
         st.ignored = True
         st.body_consumed = st.delivered
         self._credit(stream_id, st)
 
-    def _finish_check(self, stream_id: int, st: _Stream) -> None:
-        if st.send_done and st.recv_done and self._streams.get(stream_id) is st:
+    def _finish_check(self, stream_id: int, st: StreamState) -> None:
+        finished = st.send_done and st.recv_done and not self._blocked(stream_id)
+        if finished and self._streams.get(stream_id) is st:
             del self._streams[stream_id]
             self._release(stream_id)
         self._maybe_close()
 
-    def _in_flight(self, st: _Stream) -> bool:
+    def _in_flight(self, st: StreamState) -> bool:
         """The owner still owes this stream an answer (graceful close waits for it)."""
         return st.visible and not st.send_done
 
@@ -296,7 +300,7 @@ class _QuicAdapter:
         """Tell the peer no new streams will be processed (HTTP/3 server only)."""
 
     def _refuse(
-        self, stream_id: int, st: _Stream, code: ErrorCode, reason: str, out: list[ev.Event]
+        self, stream_id: int, st: StreamState, code: ErrorCode, reason: str, out: list[ev.Event]
     ) -> None:
         """Give up on a stream whose message is malformed."""
         self.reset_stream(stream_id, code)
@@ -316,7 +320,7 @@ class _QuicAdapter:
             self.quic.close(error_code=code.h3_code, reason_phrase=code.name.lower())
 
 
-class _H3Adapter(_QuicAdapter):
+class _H3Adapter(QuicStreamAdapter):
     """What both HTTP/3 roles share: the H3Connection, body, trailers, stream errors.
 
     ``max_field_section_size`` bounds a received header section (431 when exceeded);
@@ -350,6 +354,9 @@ class _H3Adapter(_QuicAdapter):
     def _held(self, stream_id: int) -> int:
         return self._h3.buffered(stream_id)
 
+    def _blocked(self, stream_id: int) -> bool:
+        return self._h3.blocked(stream_id)
+
     def _release(self, stream_id: int) -> None:
         self._h3.release_stream(stream_id)
 
@@ -357,7 +364,7 @@ class _H3Adapter(_QuicAdapter):
         return self._h3.failure
 
     def _on_head(
-        self, stream_id: int, st: _Stream, event: HeadersReceived, out: list[ev.Event]
+        self, stream_id: int, st: StreamState, event: HeadersReceived, out: list[ev.Event]
     ) -> None:
         raise NotImplementedError
 
@@ -412,12 +419,12 @@ class H3ServerAdapter(_H3Adapter):
     _goaway_id: int | None = None  # streams at or above it are refused
     _last_stream_id = -4
 
-    def _open(self, stream_id: int, *, visible: bool) -> _Stream:
+    def _open(self, stream_id: int, *, visible: bool) -> StreamState:
         self._last_stream_id = max(self._last_stream_id, stream_id)
         return super()._open(stream_id, visible=visible)
 
     def _on_head(
-        self, stream_id: int, st: _Stream, event: HeadersReceived, out: list[ev.Event]
+        self, stream_id: int, st: StreamState, event: HeadersReceived, out: list[ev.Event]
     ) -> None:
         if self._goaway_id is not None and stream_id >= self._goaway_id:
             self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
@@ -430,7 +437,7 @@ class H3ServerAdapter(_H3Adapter):
         st.msg_done = event.stream_ended
         out.append(ev.RequestHeaders(stream_id, parsed, event.stream_ended))
 
-    def _check_pending(self, stream_id: int, st: _Stream, out: list[ev.Event]) -> None:
+    def _check_pending(self, stream_id: int, st: StreamState, out: list[ev.Event]) -> None:
         too_large = self._h3.pending_headers_size(stream_id) > self._max_fields
         if too_large and not st.headers and not st.ignored:
             self._refuse(
@@ -438,7 +445,7 @@ class H3ServerAdapter(_H3Adapter):
             )
 
     def _refuse(
-        self, stream_id: int, st: _Stream, code: ErrorCode, reason: str, out: list[ev.Event]
+        self, stream_id: int, st: StreamState, code: ErrorCode, reason: str, out: list[ev.Event]
     ) -> None:
         """Answer a request the owner never saw with a short error and stop reading it."""
         self._h3.reject_stream(stream_id)
@@ -517,7 +524,7 @@ class H3ClientAdapter(_H3Adapter):
         return quic_compat.peer_bidi_stream_credit(self.quic)
 
     def _on_head(
-        self, stream_id: int, st: _Stream, event: HeadersReceived, out: list[ev.Event]
+        self, stream_id: int, st: StreamState, event: HeadersReceived, out: list[ev.Event]
     ) -> None:
         status = dict(event.headers).get(b":status", b"")
         fields = [(k, v) for k, v in event.headers if not k.startswith(b":")]
@@ -529,79 +536,5 @@ class H3ClientAdapter(_H3Adapter):
         st.msg_done = event.stream_ended
         out.append(ev.ResponseHeaders(stream_id, head, event.stream_ended))
 
-    def _in_flight(self, st: _Stream) -> bool:
+    def _in_flight(self, st: StreamState) -> bool:
         return st.visible and not st.msg_done
-
-
-class HqServerAdapter(_QuicAdapter):
-    """Server role for hq-interop (HTTP/0.9 over QUIC) over aioquic's H0Connection.
-
-    ``GET /path`` becomes a ev.RequestHeaders with ``end_stream=True``; the response has no head,
-    so ``send_response`` and ``send_informational`` send nothing and the body goes out raw.
-    """
-
-    def __init__(
-        self, quic: QuicConnection, *, stream_buffer: int = 256 * 1024, max_request_line: int = 8192
-    ) -> None:
-        super().__init__(quic, stream_buffer)
-        self._h0 = H0Connection(quic)
-        self._max_line = max_request_line
-
-    def _framing_events(self, event: qe.QuicEvent) -> list[H3Event]:
-        try:
-            return self._h0.handle_event(event)
-        except ValueError:  # H0Connection cannot split the request line
-            assert isinstance(event, qe.StreamDataReceived)
-            return [StreamMessageError(event.stream_id, "malformed request line")]
-
-    def _held(self, stream_id: int) -> int:
-        return quic_compat.h0_buffered(self._h0, stream_id)
-
-    def _release(self, stream_id: int) -> None:
-        quic_compat.h0_release(self._h0, stream_id)
-
-    def _on_framing_event(self, event: H3Event, out: list[ev.Event]) -> None:
-        if not isinstance(event, HeadersReceived | StreamMessageError):
-            return  # DataReceived: HTTP/0.9 requests have no body
-        st = self._streams.get(event.stream_id)
-        if st is None or st.ignored or st.headers:
-            return
-        if isinstance(event, HeadersReceived):
-            pseudo = dict(event.headers)
-            method, path = pseudo.get(b":method", b""), pseudo.get(b":path", b"")
-            token = method.isalpha() and method.isupper()
-            if token and path and validate_field_value(path) and b" " not in path:
-                st.headers = st.visible = st.msg_done = True
-                head = RequestHead(method, b"https", b"", path, [], b"0.9")
-                out.append(ev.RequestHeaders(event.stream_id, head, True))
-                return
-            reason = "malformed request line"
-        else:
-            reason = event.reason
-        self._refuse(event.stream_id, st, ErrorCode.MESSAGE_ERROR, reason, out)
-
-    def _check_pending(self, stream_id: int, st: _Stream, out: list[ev.Event]) -> None:
-        if not st.headers and not st.ignored and self._held(stream_id) > self._max_line:
-            self._refuse(stream_id, st, ErrorCode.HEADERS_TOO_LARGE, "request line too long", out)
-
-    def send_response(self, stream_id: int, head: ResponseHead, end_stream: bool = False) -> None:
-        """HTTP/0.9 has no response head: only ``end_stream`` has an effect."""
-        if end_stream:
-            self.end_stream(stream_id)
-
-    def send_informational(self, stream_id: int, head: ResponseHead) -> None:
-        """HTTP/0.9 has no interim responses: nothing is sent."""
-
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        """Queue raw body bytes."""
-        send = self.quic.send_stream_data
-        if data or end_stream:
-            self._send(stream_id, lambda: send(stream_id, data, end_stream), end_stream)
-
-    def send_trailers(self, stream_id: int, trailers: Headers) -> None:
-        """HTTP/0.9 has no trailers: they are dropped and the stream ends."""
-        self.end_stream(stream_id)
-
-    def end_stream(self, stream_id: int) -> None:
-        """End the response body (FIN)."""
-        self.send_data(stream_id, b"", end_stream=True)

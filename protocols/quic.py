@@ -22,7 +22,8 @@ from aioquic.quic import events as qe
 from . import quic_compat
 from .errors import ErrorCode
 from .events import CapacityAvailable, Event
-from .h3 import H3ServerAdapter, HqServerAdapter, connection_closed
+from .h3 import H3ServerAdapter, connection_closed
+from .hq import HqServerAdapter
 from .quic_compat import GatedQuicConnection
 from .quic_server_ext import ServerQuicConnection
 

@@ -328,6 +328,11 @@ class CompatH3Connection(H3Connection):
         stream = self._stream.get(stream_id)
         return 0 if stream is None else len(stream.buffer)
 
+    def blocked(self, stream_id: int) -> bool:
+        """True while a HEADERS frame of the stream waits for QPACK encoder-stream data."""
+        stream = self._stream.get(stream_id)
+        return stream is not None and bool(stream.blocked)
+
     def pending_headers_size(self, stream_id: int) -> int:
         """Declared size of a HEADERS frame still being buffered on the stream (0: none)."""
         stream = self._stream.get(stream_id)
@@ -488,6 +493,7 @@ def check_compat() -> None:
             "push_id",
             "headers_recv_state",
             "expected_content_length",
+            "blocked",
             "sending_ended",
             "is_ended",
         ],

@@ -26,7 +26,8 @@ from protocols.events import (
     ResponseTrailers,
     StreamReset,
 )
-from protocols.h3 import H3ClientAdapter, H3ServerAdapter, HqServerAdapter
+from protocols.h3 import H3ClientAdapter, H3ServerAdapter
+from protocols.hq import HqServerAdapter
 from protocols.messages import RequestHead, ResponseHead
 from protocols.quic_compat import GatedQuicConnection
 
