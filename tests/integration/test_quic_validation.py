@@ -34,19 +34,19 @@ GTLSCLIENT = shutil.which("gtlsclient")
 needs_gtls = pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client is not installed")
 
 
-def gtls(port: int, tmp: Path, *extra: str) -> tuple[str, bytes]:
+def gtls(port: int, tmp: Path, *extra: str, path: str = "/bytes/3000") -> tuple[str, bytes]:
     """One small download with the ngtcp2 client; returns its log and the body."""
     assert GTLSCLIENT is not None
     target = tmp / f"dl-{len(list(tmp.iterdir()))}"
     target.mkdir()
     result = subprocess.run(
         [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s", f"--download={target}",
-         *extra, "127.0.0.1", str(port), f"https://127.0.0.1:{port}/bytes/3000"],
+         *extra, "127.0.0.1", str(port), f"https://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
         timeout=60,
     )  # fmt: skip
-    body = target / "3000"
+    body = target / path.rsplit("/", 1)[-1]
     return result.stdout + result.stderr, body.read_bytes() if body.exists() else b""
 
 
@@ -152,3 +152,22 @@ async def test_hooks_see_the_quic_facts(tmp_path: Path) -> None:
     assert facts["early_data"] is False and facts["zero_rtt"] is False
     assert 0 < facts["rtt"] < 1.0
     assert len(bytes.fromhex(facts["host_connection_id"])) == 8
+
+
+@needs_gtls
+@pytest.mark.timeout(90)
+def test_retry_with_resumption_and_0rtt_across_two_runs(tmp_path: Path) -> None:
+    """The issue's "done" check: Retry on, then a second run resumes and sends 0-RTT."""
+    with ThreadedOrigin() as origin:
+        extra = "[quic]\nretry = true\n"
+        config = write_config(tmp_path / "p.toml", origin.port, extra=extra, cert_dir=tmp_path)
+        with run_proxy(["run", "-c", str(config)]) as proxy:
+            runs = tmp_path / "runs"
+            runs.mkdir()
+            state = [f"--session-file={tmp_path / 'session'}", f"--tp-file={tmp_path / 'tp'}"]
+            log, body = gtls(proxy.port, runs, *state)
+            assert "type=Retry" in log and "type=0RTT" not in log and len(body) == 3000
+            log, body = gtls(proxy.port, runs, *state, path="/echo")
+            assert "type=Retry" in log  # no token: validated again
+            assert "type=0RTT" in log  # and the request still went as early data,
+            assert json.loads(body)["headers"]["early-data"] == "1"  # accepted as such
