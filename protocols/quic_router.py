@@ -34,11 +34,12 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from .events import Event
 from .quic import NetworkAddress, QuicServerConnection
 from .quic_server_ext import ServerQuicConnection
-from .quic_tokens import RETRY, TokenIssuer
+from .quic_tokens import RETRY, TokenIssuer, reset_token, stateless_reset
 
 __all__ = ["AddressValidation", "QuicRouter", "RouteResult"]
 
 _MAX_TICKETS = 10_000
+MAX_RESETS_PER_SECOND = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,9 @@ class QuicRouter:
     ``connection_window`` (default 16 stream windows) caps the unconsumed bytes per connection.
     Session tickets live in a bounded in-memory store; each is used once (0-RTT anti-replay).
     ``cid_factory`` makes the connection IDs the server issues (worker steering);
-    ``preferred_address`` (IPv4, IPv6) is offered to clients for migration.
+    ``preferred_address`` (IPv4, IPv6) is offered to clients for migration. A short-header
+    packet for an unknown connection gets a stateless reset unless ``stateless_reset`` is off
+    (turn it off where another process may own the connection: workers without steering).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class QuicRouter:
         qpack: tuple[int, int] = (4096, 16),
         cid_factory: Callable[[], bytes] | None = None,
         preferred_address: tuple[NetworkAddress | None, NetworkAddress | None] | None = None,
+        stateless_reset: bool = True,
     ) -> None:
         self.configuration = configuration
         self.validation = validation or AddressValidation(retry="always" if retry else "off")
@@ -134,6 +138,9 @@ class QuicRouter:
         self._window_start = 0.0
         self._window_count = 0
         self.retries_sent = 0
+        self._stateless_reset = stateless_reset
+        self._reset_window = (0.0, 0)
+        self.resets_sent = 0
 
     def connections(self) -> list[QuicServerConnection]:
         """Every live connection."""
@@ -169,6 +176,8 @@ class QuicRouter:
             return RouteResult(None, replies=[(reply, addr)])
         conn = self._by_cid.get(header.destination_cid)
         new = False
+        if conn is None and header.packet_type == QuicPacketType.ONE_RTT:
+            return self._reset(header.destination_cid, len(data), addr, now)
         if conn is None:
             if (
                 header.packet_type != QuicPacketType.INITIAL
@@ -184,6 +193,21 @@ class QuicRouter:
         if conn.closed:
             self.remove(conn)
         return RouteResult(conn, events, [], new)
+
+    def _reset(self, cid: bytes, size: int, addr: NetworkAddress, now: float) -> RouteResult:
+        """A stateless reset for a short-header packet of a connection we do not know (at most
+        ``MAX_RESETS_PER_SECOND``, so that nobody can make us a traffic source)."""
+        if not self._stateless_reset:
+            return _DROPPED
+        start, count = self._reset_window
+        if now - start >= 1.0:
+            start, count = now, 0
+        packet = stateless_reset(cid, size)
+        if packet is None or count >= MAX_RESETS_PER_SECOND:
+            return _DROPPED
+        self._reset_window = (start, count + 1)
+        self.resets_sent += 1
+        return RouteResult(None, replies=[(packet, addr)])
 
     def _retry_wanted(self, now: float) -> bool:
         mode = self.validation.retry
@@ -232,6 +256,7 @@ class QuicRouter:
             else None,
             validated_address=addr if checked is not None else None,
             max_streams_bidi=self._max_streams_bidi,
+            reset_token=reset_token,
         )
         conn = QuicServerConnection(
             quic,

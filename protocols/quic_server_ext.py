@@ -11,7 +11,9 @@ Like ``quic_compat`` this module relies on aioquic's private state (checked by
   frame (re-sent if lost), so a returning client may skip address validation;
 - ``validated_address`` marks the client's address as validated from the first packet (it
   presented a valid token), lifting the 3x anti-amplification limit;
-- ``max_streams_bidi`` sets the initial bidirectional stream limit the peer gets.
+- ``max_streams_bidi`` sets the initial bidirectional stream limit the peer gets;
+- ``reset_token`` derives each connection ID's stateless reset token, so that a server that
+  lost the connection state can still send a stateless reset the client believes.
 """
 
 from __future__ import annotations
@@ -52,19 +54,22 @@ class ServerQuicConnection(GatedQuicConnection):
         new_token: Callable[[], bytes] | None = None,
         validated_address: Address | None = None,
         max_streams_bidi: int | None = None,
+        reset_token: Callable[[bytes], bytes] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._cid_factory = cid_factory
+        self._reset_token = reset_token
         self._new_token = new_token
         self._token_pending: bytes | None = None
         self._preferred: QuicPreferredAddress | None = None
         self.address_validated_by_token = validated_address is not None
+        first = self._host_cids[0]
         if cid_factory is not None:
-            first = self._host_cids[0]
             first.cid = cid_factory()
             self.host_cid = first.cid
             self._local_initial_source_connection_id = first.cid
+        first.stateless_reset_token = self._token_for(first.cid)
         if preferred_address is not None:
             self._reserve_preferred(*preferred_address)
         if validated_address is not None:
@@ -88,11 +93,15 @@ class ServerQuicConnection(GatedQuicConnection):
             return self._cid_factory()
         return os.urandom(self._configuration.connection_id_length)
 
+    def _token_for(self, cid: bytes) -> bytes:
+        return self._reset_token(cid) if self._reset_token is not None else os.urandom(16)
+
     def _reserve_preferred(self, ipv4: Address | None, ipv6: Address | None) -> None:
+        cid = self._new_cid()
         entry = QuicConnectionId(
-            cid=self._new_cid(),
+            cid=cid,
             sequence_number=self._host_cid_seq,
-            stateless_reset_token=os.urandom(16),
+            stateless_reset_token=self._token_for(cid),
             was_sent=True,  # travels in the transport parameters, not a NEW_CONNECTION_ID
         )
         self._host_cids.append(entry)
@@ -117,11 +126,12 @@ class ServerQuicConnection(GatedQuicConnection):
     def _replenish_connection_ids(self) -> None:
         limit = min(8, self._remote_active_connection_id_limit)
         while len(self._host_cids) < limit:
+            cid = self._new_cid()
             self._host_cids.append(
                 QuicConnectionId(
-                    cid=self._new_cid(),
+                    cid=cid,
                     sequence_number=self._host_cid_seq,
-                    stateless_reset_token=os.urandom(16),
+                    stateless_reset_token=self._token_for(cid),
                 )
             )
             self._host_cid_seq += 1

@@ -1,4 +1,5 @@
-"""Address-validation tokens for a QUIC server: Retry tokens and NEW_TOKEN tokens (RFC 9000 8.1).
+"""A QUIC server's secrets: address-validation tokens (Retry and NEW_TOKEN, RFC 9000 8.1) and
+stateless reset tokens (RFC 9000 10.3).
 
 A token is ``kind (1 byte) | nonce (12) | AES-GCM(payload)``; the kind and the client's address
 are authenticated data, so a token only validates the address it was issued to. Retry tokens are
@@ -15,15 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["NEW_TOKEN", "RETRY", "TokenCheck", "TokenIssuer"]
+__all__ = ["NEW_TOKEN", "RETRY", "TokenCheck", "TokenIssuer", "reset_token", "stateless_reset"]
 
 RETRY = 0x52  # "R"
 NEW_TOKEN = 0x4E  # "N"
 RETRY_LIFETIME = 10.0
 _NONCE = 12
 _SHARED_KEY = AESGCM.generate_key(bit_length=128)  # made at import: shared by forked workers
+_RESET_KEY = os.urandom(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +96,21 @@ class TokenIssuer:
     def _seal(self, kind: int, payload: bytes, address: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
         return bytes([kind]) + nonce + self._aead.encrypt(nonce, payload, bytes([kind]) + address)
+
+
+def reset_token(cid: bytes) -> bytes:
+    """The stateless reset token of a connection ID: HMAC-SHA256 under a per-process key, so
+    a worker that lost the connection (restarted) can still compute it."""
+    mac = hmac.HMAC(_RESET_KEY, hashes.SHA256())
+    mac.update(cid)
+    return mac.finalize()[:16]
+
+
+def stateless_reset(cid: bytes, received: int) -> bytes | None:
+    """A stateless reset for a packet of ``received`` bytes to ``cid``: shorter than it (no
+    reset loops), at least 21 bytes; None when the packet is too small to answer."""
+    size = min(received - 1, 43)
+    if size < 21:
+        return None
+    first = 0x40 | (os.urandom(1)[0] & 0x3F)  # looks like a short-header packet
+    return bytes([first]) + os.urandom(size - 17) + reset_token(cid)

@@ -116,6 +116,7 @@ class QuicListener:
         configuration: QuicConfiguration,
         options: QuicConfig = DEFAULT_QUIC_CONFIG,
         cid_factory: Callable[[], bytes] | None = None,
+        stateless_reset: bool = True,
     ) -> None:
         self.starter = starter
         self.limits = limits
@@ -135,6 +136,7 @@ class QuicListener:
             qpack=(options.qpack_max_table_capacity, options.qpack_blocked_streams),
             cid_factory=cid_factory or steering.cid_factory(),
             preferred_address=_preferred(options.preferred_address),
+            stateless_reset=stateless_reset,
         )
         self.loop = asyncio.get_running_loop()
         self.endpoint: UdpEndpoint | None = None
@@ -173,7 +175,11 @@ class QuicListener:
         if options.qlog_dir is not None:
             options.qlog_dir.mkdir(parents=True, exist_ok=True)
             configuration.quic_logger = QuicFileLogger(str(options.qlog_dir))
-        listener = cls(starter, limits, configuration, options, cid_factory)
+        # Workers sharing a port by hash alone may own connections this one does not know.
+        steered = steering.cid_factory() is not None
+        listener = cls(
+            starter, limits, configuration, options, cid_factory, not reuse_port or steered
+        )
         listener.endpoint = await listener._bind(host, port, reuse_port)
         for extra_host, extra_port in options.preferred_address:
             endpoint = await listener._bind(extra_host, extra_port, reuse_port)

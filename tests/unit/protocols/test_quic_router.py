@@ -14,7 +14,8 @@ from aioquic.quic.packet import QuicPacketType, QuicProtocolVersion, pull_quic_h
 from protocols.errors import ErrorCode
 from protocols.events import CapacityAvailable, ConnectionClosed, RequestHeaders
 from protocols.messages import ResponseHead
-from protocols.quic_router import QuicRouter
+from protocols.quic_router import MAX_RESETS_PER_SECOND, QuicRouter
+from protocols.quic_tokens import reset_token
 
 GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
 
@@ -56,10 +57,10 @@ def test_version_negotiation_for_unknown_version(server_config: QuicConfiguratio
     assert router.receive_datagram(small, ("127.0.0.1", 1234), now=1.0).replies == []
 
 
-def test_garbage_and_unknown_cids_are_dropped(server_config: QuicConfiguration) -> None:
+def test_garbage_is_dropped(server_config: QuicConfiguration) -> None:
     router = QuicRouter(server_config)
     addr = ("127.0.0.1", 1234)
-    for datagram in (b"", b"\x00", b"\x40" + os.urandom(40), os.urandom(3)):
+    for datagram in (b"", b"\x00", b"\x40" + os.urandom(12), os.urandom(3)):
         result = router.receive_datagram(datagram, addr, now=1.0)
         assert result.connection is None and result.replies == [] and not result.new
     small_initial, _, _ = long_header_packet(QuicProtocolVersion.VERSION_1, size=300)
@@ -183,3 +184,31 @@ def test_session_resumption_and_0rtt_request(router_pair: Any, harness: Any) -> 
     again.conn.adapter.send_response(sid, ResponseHead(200, []), end_stream=True)
     again.transfer()
     assert not any(isinstance(e, ConnectionTerminated) for e in again.quic_events)
+
+
+def test_unknown_connection_id_gets_a_stateless_reset(server_config: QuicConfiguration) -> None:
+    router = QuicRouter(server_config)
+    addr = ("127.0.0.1", 1234)
+    cid = os.urandom(8)
+    result = router.receive_datagram(b"\x40" + cid + os.urandom(60), addr, now=1.0)
+    [(reset, to)] = result.replies
+    assert to == addr and result.connection is None
+    assert len(reset) == 43 and reset[0] & 0xC0 == 0x40  # shorter than the packet; short header
+    assert reset[-16:] == reset_token(cid)
+    small = router.receive_datagram(b"\x40" + cid + os.urandom(8), addr, now=1.0)
+    assert small.replies == []  # a reset must be smaller than what triggered it
+    for _ in range(MAX_RESETS_PER_SECOND):
+        router.receive_datagram(b"\x40" + os.urandom(60), addr, now=1.5)
+    assert router.resets_sent == MAX_RESETS_PER_SECOND  # rate limited within one second
+    assert router.receive_datagram(b"\x40" + os.urandom(60), addr, now=2.1).replies
+    quiet = QuicRouter(server_config, stateless_reset=False)
+    assert quiet.receive_datagram(b"\x40" + cid + os.urandom(60), addr, now=1.0).replies == []
+
+
+def test_issued_connection_ids_carry_derived_reset_tokens(router_pair: Any) -> None:
+    pair = router_pair()
+    pair.transfer()
+    quic = pair.conn.quic
+    assert len(quic._host_cids) > 1
+    for entry in quic._host_cids:
+        assert entry.stateless_reset_token == reset_token(entry.cid)
