@@ -59,7 +59,7 @@ from .client_session import ClientConnection, ClientError, Download
 __all__ = ["CASES", "Plan", "run"]
 
 UNSUPPORTED = 127
-HANDSHAKE_TIMEOUT = 30.0  # tolerates several PTOs under loss, blackholes and long RTTs
+HANDSHAKE_TIMEOUT = 60.0  # tolerates several doubling PTOs under loss, blackholes and long RTTs
 TICKET_TIMEOUT = 10.0
 MAX_DATAGRAM_SIZE = 1350
 

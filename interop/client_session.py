@@ -30,6 +30,7 @@ from quicproxy.net.udp import Address, UdpEndpoint, open_udp_endpoint
 __all__ = ["ClientConnection", "ClientError", "Download", "H3Requests", "HqRequests"]
 
 MAX_ACTIVE = 256  # requests in flight at once (also bounds the open files)
+KEEPALIVE = 0.5  # seconds without any server packet before a PING while downloads are pending
 H3_NO_ERROR = 0x100
 
 
@@ -194,6 +195,7 @@ class ClientConnection:
         self._flush_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
+        self._pings = 0
 
     @classmethod
     async def open(
@@ -303,7 +305,18 @@ class ClientConnection:
             active = [download for download in active if not download.done]
             if queue or active:
                 self._wake.clear()
-                await self._wake.wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), KEEPALIVE)
+                except TimeoutError:
+                    self._keepalive()
+
+    def _keepalive(self) -> None:
+        """Downloads pending and nothing heard for a while: send a PING. After a NAT rebinding
+        the server's packets go to our old address and nothing of ours is in flight, so
+        without it both sides would wait for the idle timeout."""
+        self._pings += 1
+        self.quic.send_ping(self._pings)
+        self.schedule_flush()
 
     async def close(self, linger: float = 5.0) -> None:
         """CONNECTION_CLOSE with NO_ERROR, then release the socket once aioquic's closing period

@@ -40,6 +40,7 @@ __all__ = ["AddressValidation", "QuicRouter", "RouteResult"]
 
 _MAX_TICKETS = 10_000
 MAX_RESETS_PER_SECOND = 100
+_MAX_RETIRED = 10_000  # connection IDs of live connections the clients retired
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ class QuicRouter:
         self._by_cid: dict[bytes, QuicServerConnection] = {}
         self._cids: dict[QuicServerConnection, set[bytes]] = {}
         self._tickets: OrderedDict[bytes, tls.SessionTicket] = OrderedDict()
+        self._retired: OrderedDict[bytes, None] = OrderedDict()
         self._window_start = 0.0
         self._window_count = 0
         self.retries_sent = 0
@@ -177,6 +179,8 @@ class QuicRouter:
         conn = self._by_cid.get(header.destination_cid)
         new = False
         if conn is None and header.packet_type == QuicPacketType.ONE_RTT:
+            if header.destination_cid in self._retired:
+                return _DROPPED  # the client retired it; packets may still be in flight
             return self._reset(header.destination_cid, len(data), addr, now)
         if conn is None:
             if (
@@ -295,6 +299,9 @@ class QuicRouter:
         self._cids.get(conn, set()).discard(cid)
         if self._by_cid.get(cid) is conn:
             del self._by_cid[cid]
+            self._retired[cid] = None  # late packets to it are dropped, not reset
+            while len(self._retired) > _MAX_RETIRED:
+                self._retired.popitem(last=False)
 
     def _fetch_ticket(self, ticket_id: bytes) -> tls.SessionTicket | None:
         return self._tickets.pop(ticket_id, None)

@@ -212,3 +212,17 @@ def test_issued_connection_ids_carry_derived_reset_tokens(router_pair: Any) -> N
     assert len(quic._host_cids) > 1
     for entry in quic._host_cids:
         assert entry.stateless_reset_token == reset_token(entry.cid)
+
+
+def test_retired_connection_ids_get_no_stateless_reset(router_pair: Any) -> None:
+    """Packets still in flight to a connection ID the client retired (after migrating, say)
+    are dropped quietly: a reset there could kill the live connection."""
+    pair = router_pair()
+    pair.transfer()
+    router, conn = pair.router, pair.conn
+    retired = conn.quic.host_cid
+    router._drop_cid(conn, retired)  # as the ConnectionIdRetired event does
+    late = router.receive_datagram(b"\x40" + retired + os.urandom(60), ("127.0.0.1", 1), 9.0)
+    assert late.replies == [] and late.connection is None
+    fresh = router.receive_datagram(b"\x40" + os.urandom(68), ("127.0.0.1", 1), 9.0)
+    assert len(fresh.replies) == 1  # an ID nobody knows still gets its reset
