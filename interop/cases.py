@@ -113,4 +113,6 @@ QUICK = (
     "transferloss",
     "rebind-port",
     "amplificationlimit",
+    "ecn",
+    "connectionmigration",
 )

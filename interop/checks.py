@@ -178,10 +178,21 @@ def _is_1rtt(e: Event) -> bool:
 
 
 def ecn(ev: Evidence) -> str | None:
+    """Both sides mark ECT (and nothing is CE), and quicproxy's side reports the marks it got in
+    ACK_ECN frames
+    (the peer's ACK_ECN frames are encrypted; ngtcp2 validates ours, see the tests)."""
     for direction in ("c2s", "s2c"):
         marks = ev.observer.ecn[direction]
         if not (marks[1] or marks[2]):
             return f"no ECT marks {direction}"
+        if marks[3]:
+            return f"{direction}: CE marks on an uncongested path ({marks})"
+    reported = any(
+        frame.get("frame_type") == "ack" and frame.get("ect0", 0) > 0
+        for _, frame in _frames(ev, "packet_sent")
+    )
+    if ev.traces and not reported:
+        return "no ACK_ECN with ECT(0) counts in quicproxy's qlog"
     return _handshakes(ev, 1)
 
 

@@ -31,7 +31,9 @@ the server's stream limit allows):
 - keyupdate: the client initiates a key update as soon as the handshake is confirmed.
 - v2: the first Initial is QUIC v1 offering v2; the server switches to v2 by compatible
   version negotiation.
-- ecn and anything else: 127 (aioquic neither marks nor reports ECN).
+- ecn: like transfer, with every packet marked ECT(0) and ACK_ECN frames reporting the
+  server's marks.
+- anything else: 127.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Plan:
     key_update: bool = False
     chacha20: bool = False
     v2: bool = False
+    ecn: bool = False
 
 
 _TRANSFER_NAMES = (
@@ -104,6 +107,7 @@ CASES: dict[str, Plan] = {
     "zerortt": Plan(connections="resume", early_data=True),
     "keyupdate": Plan(key_update=True),
     "v2": Plan(v2=True),
+    "ecn": Plan(ecn=True),
 }
 
 VERSION_NAMES: dict[int, str] = {
@@ -218,7 +222,9 @@ async def one_connection(
     """Fetch ``downloads`` on a new connection, close it; return its session ticket."""
     target = settings.target
     config = configuration(settings, ticket)
-    conn = await ClientConnection.open(config, target.host, target.port, target.authority)
+    conn = await ClientConnection.open(
+        config, target.host, target.port, target.authority, ecn=settings.plan.ecn
+    )
     try:
         if settings.plan.key_update:
             conn.on_handshake = conn.quic.request_key_update  # applied once confirmed

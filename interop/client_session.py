@@ -25,6 +25,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.tls import SessionTicket
 
 from protocols import quic_compat
+from protocols.quic_ecn import EcnQuicConnection
 from quicproxy.net.udp import Address, UdpEndpoint, open_udp_endpoint
 
 __all__ = ["ClientConnection", "ClientError", "Download", "H3Requests", "HqRequests"]
@@ -180,7 +181,7 @@ class ClientConnection:
         self.loop = asyncio.get_running_loop()
         self.addr = addr
         self.ticket: SessionTicket | None = None
-        self.quic = QuicConnection(
+        self.quic = EcnQuicConnection(
             configuration=configuration, session_ticket_handler=self._store_ticket
         )
         alpn = (configuration.alpn_protocols or ["hq-interop"])[0]
@@ -199,7 +200,13 @@ class ClientConnection:
 
     @classmethod
     async def open(
-        cls, configuration: QuicConfiguration, host: str, port: int, authority: str
+        cls,
+        configuration: QuicConfiguration,
+        host: str,
+        port: int,
+        authority: str,
+        *,
+        ecn: bool = False,
     ) -> ClientConnection:
         """Bind a UDP socket of the server's family and start the handshake.
 
@@ -210,7 +217,7 @@ class ClientConnection:
         local = "::" if ":" in addr[0] else "0.0.0.0"
         conn = cls(configuration, addr, authority)
         try:
-            conn.endpoint = await open_udp_endpoint(local, 0, conn.datagram_received)
+            conn.endpoint = await open_udp_endpoint(local, 0, conn.datagram_received, ecn=ecn)
         except OSError as exc:
             raise ClientError(f"cannot open a UDP socket on {local}: {exc}") from None
         conn.quic.connect(addr, now=conn.loop.time())
@@ -221,9 +228,9 @@ class ClientConnection:
         self.ticket = ticket
         self._wake.set()
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        """Feed one datagram from the server."""
-        self.quic.receive_datagram(data, addr, now=self.loop.time())
+    def datagram_received(self, data: bytes, addr: Address, ecn: int = 0) -> None:
+        """Feed one datagram from the server (``ecn``: its IP header's ECN bits)."""
+        self.quic.receive_datagram(data, addr, self.loop.time(), ecn)
         self._drain()
         self.schedule_flush()
 

@@ -24,8 +24,7 @@ from quicproxy.static import StaticFiles
 UNSUPPORTED = 127
 
 # The test names the runner sends to a server (several cases share "transfer", so the server must
-# be robust without knowing which network conditions it is under). ``ecn`` is not here: aioquic
-# neither marks packets ECT nor sends ACK_ECN frames.
+# be robust without knowing which network conditions it is under).
 SERVER_CASES = frozenset(
     {
         "handshake",
@@ -41,6 +40,7 @@ SERVER_CASES = frozenset(
         "connectionmigration",
         "goodput",
         "crosstraffic",
+        "ecn",
     }
 )
 PREFERRED_PORT_OFFSET = 1  # connectionmigration: the preferred address is PORT + 1
@@ -79,6 +79,7 @@ def server(env: dict[str, str]) -> int:
     host, port = env.get("HOST", "::"), int(env.get("PORT", "443"))
     options = QuicConfig(
         retry="always" if testcase == "retry" else "off",
+        ecn=testcase == "ecn",
         preferred_address=_preferred(host, port) if testcase == "connectionmigration" else (),
         keylog_file=Path(keylog) if keylog else None,
         qlog_dir=Path(qlog) if qlog else None,

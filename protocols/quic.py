@@ -25,6 +25,7 @@ from .events import CapacityAvailable, Event
 from .h3 import H3ServerAdapter, connection_closed
 from .hq import HqServerAdapter
 from .quic_compat import GatedQuicConnection
+from .quic_ecn import EcnQuicConnection
 from .quic_server_ext import ServerQuicConnection
 
 __all__ = ["NetworkAddress", "QuicFacts", "QuicServerConnection", "adapter_for_alpn"]
@@ -103,9 +104,15 @@ class QuicServerConnection:
             host_cid=quic.host_cid.hex(),
         )
 
-    def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> list[Event]:
-        """Feed one datagram; return the events it produced (plus CapacityAvailable(None))."""
-        self.quic.receive_datagram(data, addr, now)
+    def receive_datagram(
+        self, data: bytes, addr: NetworkAddress, now: float, ecn: int = 0
+    ) -> list[Event]:
+        """Feed one datagram (``ecn``: its IP header's ECN bits); return the events it produced
+        (plus CapacityAvailable(None))."""
+        if ecn and isinstance(self.quic, EcnQuicConnection):
+            self.quic.receive_datagram(data, addr, now, ecn)
+        else:
+            self.quic.receive_datagram(data, addr, now)
         events = self._drain()
         if self.adapter is not None:
             self.adapter.poll()

@@ -481,9 +481,10 @@ def check_compat() -> None:
             "_decoder",
         ],
     )
-    from .quic_server_ext import check_server_compat  # imports this module
+    from .quic_ecn import check_ecn_compat  # these modules import this one
+    from .quic_server_ext import check_server_compat
 
-    missing += check_server_compat()
+    missing += check_server_compat() + check_ecn_compat()
     missing += _missing(
         h3c.H3Stream(0),
         [

@@ -154,8 +154,11 @@ class QuicRouter:
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]
 
-    def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> RouteResult:
-        """Route one datagram (see the module docstring for what to do with the result)."""
+    def receive_datagram(
+        self, data: bytes, addr: NetworkAddress, now: float, ecn: int = 0
+    ) -> RouteResult:
+        """Route one datagram (``ecn``: the ECN bits it arrived with; see the module docstring
+        for what to do with the result)."""
         try:
             header = pull_quic_header(
                 Buffer(data=data), host_cid_length=self.configuration.connection_id_length
@@ -193,7 +196,7 @@ class QuicRouter:
             if not isinstance(created, QuicServerConnection):
                 return created
             conn, new = created, True
-        events = conn.receive_datagram(data, addr, now)
+        events = conn.receive_datagram(data, addr, now, ecn)
         if conn.closed:
             self.remove(conn)
         return RouteResult(conn, events, [], new)

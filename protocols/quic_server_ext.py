@@ -36,15 +36,15 @@ from aioquic.quic.packet import (
 from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 
-from .quic_compat import GatedQuicConnection
+from .quic_ecn import EcnQuicConnection
 
 __all__ = ["ServerQuicConnection", "check_server_compat"]
 
 Address = tuple[Any, ...]
 
 
-class ServerQuicConnection(GatedQuicConnection):
-    """A gated server connection with the extra features listed in the module docstring."""
+class ServerQuicConnection(EcnQuicConnection):
+    """A gated server connection (with ECN feedback) and the features of the module docstring."""
 
     def __init__(
         self,

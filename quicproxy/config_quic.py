@@ -24,6 +24,7 @@ class QuicConfig:
     max_connections: int = 10000
     qpack_max_table_capacity: int = 4096
     qpack_blocked_streams: int = 16
+    ecn: bool = False  # mark QUIC packets ECT(0); received marks are always reported
     keylog_file: Path | None = None
     qlog_dir: Path | None = None
 
@@ -56,6 +57,7 @@ def parse_quic(table: Table, base: Path) -> QuicConfig:
             "qpack_max_table_capacity", 4096, minimum=0, maximum=2**20
         ),
         qpack_blocked_streams=table.integer("qpack_blocked_streams", 16, minimum=0, maximum=1000),
+        ecn=table.get("ecn", bool, False),
         keylog_file=table_path(table, "keylog_file", base),
         qlog_dir=table_path(table, "qlog_dir", base),
     )

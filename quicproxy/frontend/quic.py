@@ -191,9 +191,10 @@ class QuicListener:
         endpoint = await open_udp_endpoint(
             host,
             port,
-            lambda data, addr: self.datagram_received(data, addr, holder[0]),
+            lambda data, addr, ecn: self.datagram_received(data, addr, holder[0], ecn),
             reuse_port=reuse_port,
             sock=steering.take_socket(host, port),
+            ecn=self.options.ecn,
         )
         holder.append(endpoint)
         return endpoint
@@ -206,11 +207,11 @@ class QuicListener:
         return (str(address[0]), int(address[1]))
 
     def datagram_received(
-        self, data: bytes, addr: Address, endpoint: UdpEndpoint | None = None
+        self, data: bytes, addr: Address, endpoint: UdpEndpoint | None = None, ecn: int = 0
     ) -> None:
         """Route one datagram; runs synchronously in the endpoint's callback."""
         endpoint = endpoint or self.endpoint
-        result = self.router.receive_datagram(data, addr, self.loop.time())
+        result = self.router.receive_datagram(data, addr, self.loop.time(), ecn)
         if result.replies and endpoint is not None:
             endpoint.send(result.replies)
         conn = result.connection

@@ -1,4 +1,6 @@
-"""The UDP endpoint: one socket per listener, datagrams in by callback, batched sends out (GSO)."""
+"""The UDP endpoint: one socket per listener; datagrams in by callback with their ECN bits
+(read in batches per wake-up), out in batches (GSO), optionally marked ECT(0).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import asyncio
 import logging
 import socket
 import struct
+import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-__all__ = ["UdpEndpoint", "open_udp_endpoint"]
+__all__ = ["ECT0", "UdpEndpoint", "open_udp_endpoint"]
 
 log = logging.getLogger("quicproxy.net.udp")
 
@@ -18,29 +21,53 @@ UDP_SEGMENT = 103  # Linux: send one buffer as several equal-sized datagrams (GS
 SOCKET_BUFFER = 4 * 1024 * 1024
 MAX_GSO_SEGMENTS = 64
 MAX_GSO_BYTES = 65000  # one UDP send carries at most 65,507 bytes of payload
+MAX_DATAGRAM = 65535
+READ_BATCH = 64  # datagrams read per wake-up: one busy socket cannot starve the loop
+ECT0 = 0b10  # the ECN codepoint "ECN-capable transport (0)"
+_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 Address = tuple[Any, ...]
+DatagramHandler = Callable[[bytes, Address, int], None]
+"""Called with (payload, sender, ECN bits of the IP header: 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE)."""
 
 
-class UdpEndpoint(asyncio.DatagramProtocol):
-    """Delivers each datagram to ``on_datagram`` synchronously; sends single or batched."""
+def _ecn(ancdata: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == socket.IP_TOS and data:
+            return data[0] & 3
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_TCLASS and len(data) >= 4:
+            return int.from_bytes(data[:4], sys.byteorder) & 3
+    return 0
 
-    def __init__(self, sock: socket.socket, on_datagram: Callable[[bytes, Address], None]) -> None:
+
+class UdpEndpoint:
+    """Reads every datagram waiting at each wake-up and hands it to ``on_datagram``
+    synchronously; sends single datagrams or GSO batches, dropping what the socket buffer
+    cannot take (QUIC recovers losses)."""
+
+    def __init__(self, sock: socket.socket, on_datagram: DatagramHandler) -> None:
         self.sock = sock
         self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
+        self.loop = asyncio.get_running_loop()
         self.gso = hasattr(socket, "SOL_UDP") and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.datagrams_sent = 0
         self.syscalls = 0
+        self.dropped = 0  # sends the socket buffer refused
+        self.closed = False
+        self.loop.add_reader(sock.fileno(), self._read_ready)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %s", exc)
+    def _read_ready(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                data, ancdata, _flags, addr = self.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("UDP receive error: %s", exc)
+                return
+            self.on_datagram(data, addr, _ecn(ancdata))
+            if self.closed:
+                return
 
     @property
     def local_address(self) -> Address:
@@ -80,8 +107,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                 0,
                 addr,
             )
-        except BlockingIOError:
-            return False
+        except (BlockingIOError, InterruptedError):
+            self.dropped += len(run)
+            return True  # the buffer is full: sending them one by one would not help
         except OSError as exc:
             log.info("UDP GSO unavailable (%s); sending datagrams one by one", exc)
             self.gso = False
@@ -91,27 +119,40 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         return True
 
     def _sendto(self, data: bytes, addr: Address) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
-            self.datagrams_sent += 1
-            self.syscalls += 1
+        if self.closed:
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+            return
+        except OSError as exc:
+            log.debug("UDP send to %s failed: %s", addr, exc)
+            return
+        self.datagrams_sent += 1
+        self.syscalls += 1
 
     def close(self) -> None:
-        """Close the socket."""
-        if self.transport is not None:
-            self.transport.close()
+        """Stop reading and close the socket."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 async def open_udp_endpoint(
     host: str,
     port: int,
-    on_datagram: Callable[[bytes, Address], None],
+    on_datagram: DatagramHandler,
     *,
     reuse_port: bool = False,
     sock: socket.socket | None = None,
+    ecn: bool = False,
 ) -> UdpEndpoint:
     """Bind a UDP socket (IPv6 sockets are v6-only, so v4 and v6 can share a port number), or
-    serve ``sock``, one bound already (a worker's steered socket)."""
+    serve ``sock``, one bound already (a worker's steered socket). Incoming ECN bits are always
+    reported; with ``ecn`` every outgoing packet is marked ECT(0)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     bound = sock is not None
     sock = sock or socket.socket(family, socket.SOCK_DGRAM)
@@ -122,13 +163,26 @@ async def open_udp_endpoint(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        _ecn_options(sock, family, ecn)
         if not bound:
             sock.bind((host, port))
         sock.setblocking(False)
     except OSError:
         sock.close()
         raise
-    loop = asyncio.get_running_loop()
-    endpoint = UdpEndpoint(sock, on_datagram)
-    await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
-    return endpoint
+    return UdpEndpoint(sock, on_datagram)
+
+
+def _ecn_options(sock: socket.socket, family: int, mark: bool) -> None:
+    """Ask for the ECN bits of received packets; mark sent ones ECT(0) when ``mark``."""
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+            if mark:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, ECT0)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTOS", 13), 1)
+            if mark:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, ECT0)
+    except OSError as exc:
+        log.info("ECN is not available on this socket: %s", exc)

@@ -14,7 +14,7 @@ from aioquic.tls import SessionTicket
 
 from protocols.events import CapacityAvailable, Event
 from protocols.h3 import H3ClientAdapter, connection_closed
-from protocols.quic_compat import GatedQuicConnection
+from protocols.quic_ecn import EcnQuicConnection
 
 from ..errors import ErrorKind, ErrorSource, ProxyError
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
@@ -71,7 +71,7 @@ class H3UpstreamConnection(ConnectionDriver):
     multiplexed = True
 
     def __init__(
-        self, peer: HttpPeer, quic: GatedQuicConnection, endpoint: UdpEndpoint, addr: Address
+        self, peer: HttpPeer, quic: EcnQuicConnection, endpoint: UdpEndpoint, addr: Address
     ) -> None:
         super().__init__(
             H3ClientAdapter(quic, stream_buffer=STREAM_BUFFER),
@@ -102,10 +102,12 @@ class H3UpstreamConnection(ConnectionDriver):
                 local = "::" if infos[0][0] == socket.AF_INET6 else "0.0.0.0"
                 holder: list[H3UpstreamConnection] = []
                 endpoint = await open_udp_endpoint(
-                    local, 0, lambda data, source: holder[0].datagram_received(data, source)
+                    local,
+                    0,
+                    lambda data, source, ecn: holder[0].datagram_received(data, source, ecn),
                 )
                 key = peer.key()  # never resume a verified peer from an unverified ticket
-                quic = GatedQuicConnection(
+                quic = EcnQuicConnection(
                     configuration=_configuration(peer, TICKETS.get(key)),
                     session_ticket_handler=lambda ticket: TICKETS.store(key, ticket),
                     stream_window=STREAM_BUFFER,
@@ -131,11 +133,11 @@ class H3UpstreamConnection(ConnectionDriver):
         """True while another request may start on this connection."""
         return not self.closed and not self.going_away and self.adapter.available_streams() > 0
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
+    def datagram_received(self, data: bytes, addr: Address, ecn: int = 0) -> None:
         """Feed one datagram from the upstream."""
         now = self.loop.time()
         self.last_activity = now
-        self.quic.receive_datagram(data, addr, now)
+        self.quic.receive_datagram(data, addr, now, ecn)
         self._drain()
         self.schedule_flush()
 

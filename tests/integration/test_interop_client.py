@@ -238,7 +238,7 @@ def test_retry_against_quicproxy(site: Path, tmp_path: Path) -> None:
 # Exit statuses without a peer.
 
 
-@pytest.mark.parametrize("testcase", ["ecn", "no-such-case"])
+@pytest.mark.parametrize("testcase", ["versionnegotiation", "no-such-case"])
 def test_unsupported_testcase_exits_127(tmp_path: Path, testcase: str) -> None:
     result = run_client(free_port(), testcase, ["small.bin"], tmp_path)
     assert result.returncode == 127

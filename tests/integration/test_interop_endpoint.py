@@ -264,3 +264,17 @@ def test_connection_migration_to_the_preferred_address(
     )
     assert f"remote=[127.0.0.1]:{port + 1}" in log  # and the transfer moved there
     assert_same(site, tmp_path, ["medium.bin"])
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("running", [("ecn", {})], indirect=True)
+def test_ecn_marks_and_ack_ecn_counts(running: tuple[int, Path], tmp_path: Path) -> None:
+    """The server marks its packets ECT(0) and reports the client's marks in ACK_ECN frames:
+    ngtcp2 validates ECN on the path only when those counts add up."""
+    port, site = running
+    log = gtls_download(port, ["medium.bin"], tmp_path, verbose=True)
+    received = re.findall(r"Received packet: .* ecn=(0x[0-9a-f]+) ", log)
+    assert received and set(received) == {"0x2"}  # every server packet ECT(0)
+    assert re.search(r"frm rx \d+ 1RTT ACK\(0x03\) ect0=[1-9]", log)
+    assert "path is ECN capable" in log
+    assert_same(site, tmp_path, ["medium.bin"])

@@ -687,3 +687,54 @@ def test_cookie_hash_key_name_is_case_sensitive() -> None:
         Path("."),
     )  # fmt: skip
     assert config.upstreams[0].hash_key == "cookie:SessionId"
+
+
+def test_quic_table() -> None:
+    config = parse(
+        MINIMAL
+        + """
+[quic]
+retry = "auto"
+retry_threshold = 50
+new_token = false
+token_lifetime = 3600
+early_data_unsafe = "hold"
+preferred_address = ["192.0.2.1:8444", "[2001:db8::1]:8444"]
+max_connections = 500
+qpack_max_table_capacity = 0
+qpack_blocked_streams = 0
+ecn = true
+"""
+    )
+    quic = config.quic
+    assert (quic.retry, quic.retry_threshold, quic.new_token) == ("auto", 50, False)
+    assert quic.token_lifetime == 3600.0 and quic.early_data_unsafe == "hold"
+    assert quic.preferred_address == (("192.0.2.1", 8444), ("2001:db8::1", 8444))
+    assert (quic.max_connections, quic.qpack_max_table_capacity) == (500, 0)
+    assert quic.qpack_blocked_streams == 0 and quic.ecn is True
+    assert parse(MINIMAL + "\n[quic]\nretry = true\n").quic.retry == "always"
+    assert parse(MINIMAL + "\n[quic]\nretry = false\n").quic.retry == "off"
+    assert parse(MINIMAL).quic.retry == "auto"
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "reason"),
+    [
+        ('retry = "sometimes"', "quic.retry", 'must be true, false, "off", "always" or "auto"'),
+        ('early_data_unsafe = "queue"', "quic.early_data_unsafe", '"reject" (425 Too Early)'),
+        ('preferred_address = "example.com:443"', "quic.preferred_address", "is not IP:port"),
+        ('preferred_address = "0.0.0.0:443"', "quic.preferred_address", "a concrete address"),
+        (
+            'preferred_address = ["192.0.2.1:1", "192.0.2.2:1"]',
+            "quic.preferred_address",
+            "at most one IPv4 and one IPv6",
+        ),
+        ("max_connections = 0", "quic.max_connections", "must be between 1"),
+        ("ecn = 1", "quic.ecn", "expected"),
+        ("nonsense = 1", "quic.nonsense", "unknown key"),
+    ],
+)
+def test_quic_table_errors_name_the_key(table: str, key: str, reason: str) -> None:
+    message = error_of(MINIMAL + f"\n[quic]\n{table}\n")
+    assert message.startswith(f"{SOURCE}: {key}: "), message
+    assert reason in message, message
