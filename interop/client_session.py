@@ -26,6 +26,7 @@ from aioquic.tls import SessionTicket
 
 from protocols import quic_compat
 from protocols.quic_ecn import EcnQuicConnection
+from quicproxy.net.deadline import DeadlineTimer
 from quicproxy.net.udp import Address, UdpEndpoint, open_udp_endpoint
 
 __all__ = ["ClientConnection", "ClientError", "Download", "H3Requests", "HqRequests"]
@@ -194,8 +195,7 @@ class ClientConnection:
         self.endpoint: UdpEndpoint | None = None
         self._wake = asyncio.Event()
         self._flush_pending = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None
+        self.timer = DeadlineTimer(self.loop, self._on_timer)
         self._pings = 0
 
     @classmethod
@@ -259,16 +259,9 @@ class ClientConnection:
         datagrams = self.quic.datagrams_to_send(now=self.loop.time())
         if datagrams:
             self.endpoint.send(datagrams)
-        deadline = self.quic.get_timer()
-        if deadline != self._deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._deadline = deadline
-            self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+        self.timer.rearm(self.quic.get_timer())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._deadline = None
         self.quic.handle_timer(now=self.loop.time())
         self._drain()
         self.flush()
@@ -339,8 +332,7 @@ class ClientConnection:
                         await self._wake.wait()
             except TimeoutError:
                 pass
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.cancel()
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None

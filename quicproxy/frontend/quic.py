@@ -22,6 +22,7 @@ from protocols.quic_router import AddressValidation, QuicRouter
 from ..config_quic import QuicConfig
 from ..errors import ErrorSource
 from ..net import steering
+from ..net.deadline import DeadlineTimer
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
 from ..streamio import ConnectionDriver, StreamIO
@@ -142,7 +143,7 @@ class QuicListener:
         self.endpoint: UdpEndpoint | None = None
         self.extra_endpoints: list[UdpEndpoint] = []
         self.drivers: dict[QuicServerConnection, QuicDriver] = {}
-        self.timers: dict[QuicServerConnection, tuple[float, asyncio.TimerHandle]] = {}
+        self.timers: dict[QuicServerConnection, DeadlineTimer] = {}
         self.paths: dict[QuicServerConnection, UdpEndpoint] = {}
         self._pending: set[QuicServerConnection] = set()
         self._transmit_scheduled = False
@@ -262,19 +263,12 @@ class QuicListener:
         if conn.closed:
             self._forget(conn)
             return
-        deadline = conn.timer()
-        current = self.timers.get(conn)
-        if current is not None and current[0] == deadline:
-            return
-        if current is not None:
-            current[1].cancel()
-            del self.timers[conn]
-        if deadline is not None:
-            handle = self.loop.call_at(deadline, self._on_timer, conn)
-            self.timers[conn] = (deadline, handle)
+        timer = self.timers.get(conn)
+        if timer is None:
+            timer = self.timers[conn] = DeadlineTimer(self.loop, lambda: self._on_timer(conn))
+        timer.rearm(conn.timer())
 
     def _on_timer(self, conn: QuicServerConnection) -> None:
-        self.timers.pop(conn, None)
         now = self.loop.time()
         events = conn.handle_timer(now)
         driver = self.drivers.get(conn)
@@ -285,7 +279,7 @@ class QuicListener:
     def _forget(self, conn: QuicServerConnection) -> None:
         timer = self.timers.pop(conn, None)
         if timer is not None:
-            timer[1].cancel()
+            timer.cancel()
         driver = self.drivers.pop(conn, None)
         if driver is not None:
             driver.connection_failed("QUIC connection closed")
@@ -309,8 +303,8 @@ class QuicListener:
         for conn in self.router.connections():
             conn.quic.close(error_code=ErrorCode.NO_ERROR.h3_code)
             self._transmit(conn, self.loop.time())
-        for _, handle in self.timers.values():
-            handle.cancel()
+        for timer in self.timers.values():
+            timer.cancel()
         self.timers.clear()
         for endpoint in [self.endpoint, *self.extra_endpoints]:
             if endpoint is not None:

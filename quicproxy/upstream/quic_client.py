@@ -17,6 +17,7 @@ from protocols.h3 import H3ClientAdapter, connection_closed
 from protocols.quic_ecn import EcnQuicConnection
 
 from ..errors import ErrorKind, ErrorSource, ProxyError
+from ..net.deadline import DeadlineTimer
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..streamio import ConnectionDriver
 from .peer import HttpPeer, PeerKey
@@ -87,8 +88,7 @@ class H3UpstreamConnection(ConnectionDriver):
         self.last_activity = self.loop.time()
         self.on_gone: Callable[[H3UpstreamConnection], None] | None = None
         self.handshake: asyncio.Future[None] = self.loop.create_future()
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None
+        self.timer = DeadlineTimer(self.loop, self._on_timer)
         self._gone = False
 
     @classmethod
@@ -175,16 +175,9 @@ class H3UpstreamConnection(ConnectionDriver):
         datagrams = self.quic.datagrams_to_send(now)
         if datagrams:
             self.endpoint.send(datagrams)
-        deadline = self.quic.get_timer()
-        if deadline != self._deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._deadline = deadline
-            self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+        self.timer.rearm(self.quic.get_timer())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._deadline = None
         self.quic.handle_timer(self.loop.time())
         self._drain()
         self.flush()
@@ -202,8 +195,7 @@ class H3UpstreamConnection(ConnectionDriver):
         if self._gone:
             return
         self._gone = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.cancel()
         self.loop.call_later(0.05, self.endpoint.close)  # let CONNECTION_CLOSE leave first
         if self.on_gone is not None:
             self.on_gone(self)
