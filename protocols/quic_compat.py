@@ -481,10 +481,10 @@ def check_compat() -> None:
             "_decoder",
         ],
     )
-    from .quic_ecn import check_ecn_compat  # these modules import this one
-    from .quic_server_ext import check_server_compat
+    from .quic_ecn import ECN_PRIVATE_STATE  # these modules import this one
+    from .quic_server_ext import SERVER_PRIVATE_STATE
 
-    missing += check_server_compat() + check_ecn_compat()
+    missing += _missing(quic, SERVER_PRIVATE_STATE + ECN_PRIVATE_STATE)
     missing += _missing(
         h3c.H3Stream(0),
         [

@@ -5,7 +5,7 @@ packet number space by the ECN codepoint of its IP header, and ACKs of a space t
 marks go out as ACK_ECN frames carrying the ECT(0), ECT(1) and CE counts, so that a peer that
 marks its packets can validate ECN on the path and react to congestion marks. Marking our own
 packets is the socket's business (``quicproxy.net.udp``). Like ``quic_compat`` this relies on
-aioquic's private state; ``check_ecn_compat`` names what is missing.
+aioquic's private state, listed in ``ECN_PRIVATE_STATE`` for ``quic_compat.check_compat``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,17 @@ from aioquic.quic.recovery import QuicPacketSpace
 
 from .quic_compat import GatedQuicConnection
 
-__all__ = ["EcnQuicConnection", "check_ecn_compat"]
+__all__ = ["ECN_PRIVATE_STATE", "EcnQuicConnection"]
+
+ECN_PRIVATE_STATE = [
+    "_write_ack_frame",
+    "_on_ack_delivery",
+    "_write_ping_frame",
+    "_spaces",
+    "_local_ack_delay_exponent",
+    "_configuration",
+]
+"""The private QuicConnection attributes this module relies on (see ``check_compat``)."""
 
 _ECN_FIELDS = 3 * UINT_VAR_MAX_SIZE
 _INDEX = {0b10: 0, 0b01: 1, 0b11: 2}  # ECT(0), ECT(1), CE -> position in the ACK_ECN frame
@@ -103,20 +113,3 @@ class EcnQuicConnection(GatedQuicConnection):
             builder.quic_logger_frames.append(frame)
         if ranges > 1 and builder.packet_number % 8 == 0:
             self._write_ping_frame(builder, comment="ACK-of-ACK trigger")
-
-
-def check_ecn_compat() -> list[str]:
-    """Names of the private aioquic state this module needs that the installed aioquic lacks."""
-    from aioquic.quic.configuration import QuicConfiguration
-    from aioquic.quic.connection import QuicConnection
-
-    quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
-    names = [
-        "_write_ack_frame",
-        "_on_ack_delivery",
-        "_write_ping_frame",
-        "_spaces",
-        "_local_ack_delay_exponent",
-        "_configuration",
-    ]
-    return [f"QuicConnection.{name}" for name in names if not hasattr(quic, name)]

@@ -1,7 +1,8 @@
 """Server-side QUIC features aioquic lacks: NEW_TOKEN, preferred_address, steered connection IDs.
 
 Like ``quic_compat`` this module relies on aioquic's private state (checked by
-``check_server_compat``; a unit test pins the aioquic version):
+``quic_compat.check_compat`` through ``SERVER_PRIVATE_STATE``; a unit test pins the aioquic
+version):
 
 - ``cid_factory`` makes every connection ID the server issues (so that IDs can carry a worker
   index for socket steering, see ``quicproxy.net.steering``);
@@ -38,7 +39,22 @@ from aioquic.quic.recovery import QuicPacketSpace
 
 from .quic_ecn import EcnQuicConnection
 
-__all__ = ["ServerQuicConnection", "check_server_compat"]
+__all__ = ["SERVER_PRIVATE_STATE", "ServerQuicConnection"]
+
+SERVER_PRIVATE_STATE = [
+    "_host_cids",
+    "_host_cid_seq",
+    "_local_initial_source_connection_id",
+    "_network_paths",
+    "_local_max_streams_bidi",
+    "_serialize_transport_parameters",
+    "_replenish_connection_ids",
+    "_remote_active_connection_id_limit",
+    "_handshake_confirmed",
+    "_quic_logger",
+    "_configuration",
+]
+"""The private QuicConnection attributes this module relies on (see ``check_compat``)."""
 
 Address = tuple[Any, ...]
 
@@ -159,25 +175,3 @@ class ServerQuicConnection(EcnQuicConnection):
     def _on_new_token_delivery(self, delivery: QuicDeliveryState, token: bytes) -> None:
         if delivery != QuicDeliveryState.ACKED:
             self._token_pending = token
-
-
-def check_server_compat() -> list[str]:
-    """Names of the private aioquic state this module needs that the installed aioquic lacks."""
-    from aioquic.quic.configuration import QuicConfiguration
-    from aioquic.quic.connection import QuicConnection
-
-    quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
-    names = [
-        "_host_cids",
-        "_host_cid_seq",
-        "_local_initial_source_connection_id",
-        "_network_paths",
-        "_local_max_streams_bidi",
-        "_serialize_transport_parameters",
-        "_replenish_connection_ids",
-        "_remote_active_connection_id_limit",
-        "_handshake_confirmed",
-        "_quic_logger",
-        "_configuration",
-    ]
-    return [f"QuicConnection.{name}" for name in names if not hasattr(quic, name)]
