@@ -15,6 +15,7 @@ the owner reports it, so a slow next hop bounds the bytes a peer can push at us.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,7 @@ class GatedQuicConnection(QuicConnection):
         retry_source_connection_id: bytes | None = None,
         session_ticket_fetcher: tls.SessionTicketFetcher | None = None,
         session_ticket_handler: tls.SessionTicketHandler | None = None,
+        token_handler: Callable[[bytes], None] | None = None,
         stream_window: int | None = None,
         connection_window: int | None = None,
     ) -> None:
@@ -143,6 +145,7 @@ class GatedQuicConnection(QuicConnection):
             retry_source_connection_id=retry_source_connection_id,
             session_ticket_fetcher=session_ticket_fetcher,
             session_ticket_handler=session_ticket_handler,
+            token_handler=token_handler,
         )
         self._gates: dict[int, _Gate] = {}
         self._stream_window = stream_window

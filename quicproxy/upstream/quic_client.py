@@ -7,6 +7,7 @@ import collections
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
@@ -22,34 +23,38 @@ from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..streamio import ConnectionDriver
 from .peer import HttpPeer, PeerKey
 
-__all__ = ["H3UpstreamConnection", "TicketCache"]
+__all__ = ["H3UpstreamConnection", "PeerCache"]
+
+T = TypeVar("T")
 
 STREAM_BUFFER = 256 * 1024
 
 
-class TicketCache:
-    """The latest TLS session ticket per server, so the next connection resumes (bounded)."""
+class PeerCache(Generic[T]):
+    """The latest value per upstream (a session ticket, an address-validation token), bounded."""
 
     def __init__(self, limit: int = 1024) -> None:
-        self._tickets: collections.OrderedDict[PeerKey, SessionTicket] = collections.OrderedDict()
+        self._values: collections.OrderedDict[PeerKey, T] = collections.OrderedDict()
         self.limit = limit
 
-    def get(self, key: PeerKey) -> SessionTicket | None:
-        return self._tickets.get(key)
+    def get(self, key: PeerKey) -> T | None:
+        return self._values.get(key)
 
-    def store(self, key: PeerKey, ticket: SessionTicket) -> None:
-        self._tickets[key] = ticket
-        self._tickets.move_to_end(key)
-        while len(self._tickets) > self.limit:
-            self._tickets.popitem(last=False)
-
-
-TICKETS = TicketCache()
+    def store(self, key: PeerKey, value: T) -> None:
+        self._values[key] = value
+        self._values.move_to_end(key)
+        while len(self._values) > self.limit:
+            self._values.popitem(last=False)
 
 
-def _configuration(peer: HttpPeer, ticket: SessionTicket | None) -> QuicConfiguration:
+TICKETS: PeerCache[SessionTicket] = PeerCache()  # the next connection resumes (and may use 0-RTT)
+TOKENS: PeerCache[bytes] = PeerCache()  # NEW_TOKEN: the next connection skips a Retry
+
+
+def _configuration(peer: HttpPeer, key: PeerKey) -> QuicConfiguration:
     configuration = QuicConfiguration(
-        session_ticket=ticket,
+        session_ticket=TICKETS.get(key),
+        token=TOKENS.get(key) or b"",
         is_client=True,
         alpn_protocols=["h3"],
         server_name=peer.sni or peer.host,
@@ -108,8 +113,9 @@ class H3UpstreamConnection(ConnectionDriver):
                 )
                 key = peer.key()  # never resume a verified peer from an unverified ticket
                 quic = EcnQuicConnection(
-                    configuration=_configuration(peer, TICKETS.get(key)),
+                    configuration=_configuration(peer, key),
                     session_ticket_handler=lambda ticket: TICKETS.store(key, ticket),
+                    token_handler=lambda token: TOKENS.store(key, token),
                     stream_window=STREAM_BUFFER,
                 )
                 conn = cls(peer, quic, endpoint, addr)

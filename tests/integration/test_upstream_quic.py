@@ -191,11 +191,18 @@ def test_advertised_http3_that_does_not_answer_falls_back_to_tcp(
             assert time.monotonic() - started < 1  # HTTP/3 is not tried again right away
 
 
-async def test_http3_upstream_resumes_sessions_and_health_checks_over_h3(
+async def test_http3_upstream_resumes_sessions_reuses_tokens_and_health_checks_over_h3(
     certs: DevCerts,
 ) -> None:
     from protocols.messages import RequestHead
-    from quicproxy.config import Config, ListenConfig, RouteConfig, TlsConfig, UpstreamConfig
+    from quicproxy.config import (
+        Config,
+        ListenConfig,
+        QuicConfig,
+        RouteConfig,
+        TlsConfig,
+        UpstreamConfig,
+    )
     from quicproxy.demo import DemoOrigin
     from quicproxy.lb.health import ActiveCheck, HealthChecker
     from quicproxy.server import ProxyServer
@@ -210,13 +217,14 @@ async def test_http3_upstream_resumes_sessions_and_health_checks_over_h3(
         routes=(RouteConfig("o"),),
         tls=TlsConfig(certs.cert, certs.key),
     )
-    server = ProxyServer(config)
+    server = ProxyServer(config, quic_options=QuicConfig(retry="always"))
     await server.start()
     try:
         port = server.addresses[0][1]
         peer = HttpPeer(
             "127.0.0.1", port, tls=True, protocol="h3", sni="localhost", ca_file=certs.ca_cert
         )
+        router = server.quic_listeners[0].router
         first = await H3UpstreamConnection.connect(peer)
         assert not first.quic.tls.session_resumed
         # one exchange: the server's session ticket arrives meanwhile
@@ -224,9 +232,11 @@ async def test_http3_upstream_resumes_sessions_and_health_checks_over_h3(
         stream = first.open_stream(head, end_stream=True)
         assert (await asyncio.wait_for(stream.response, 10)).status == 204
         first.close_transport()
+        assert router.retries_sent == 1
         second = await H3UpstreamConnection.connect(peer)
         try:
             assert second.quic.tls.session_resumed
+            assert router.retries_sent == 1  # the NEW_TOKEN token spared it the Retry
         finally:
             second.close_transport()
         checker = HealthChecker("o", [], ActiveCheck(path="/status/200", timeout=5))
