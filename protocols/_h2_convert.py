@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from h2.exceptions import ProtocolError as H2ProtocolError
+from h2.utilities import HeaderValidationFlags, validate_headers
+
 from .messages import Headers, RequestHead, ResponseHead, validate_field_name
 
 __all__ = [
@@ -95,13 +98,34 @@ def trailer_fields(trailers: Headers) -> Fields:
     return outbound_fields(trailers)
 
 
-def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
-    """Turn a received request header block into a RequestHead, or say why it is malformed.
+def malformed(
+    raw: Iterable[tuple[bytes, bytes]], *, client: bool, trailer: bool = False
+) -> str | None:
+    """Why a received header block breaks RFC 9113 section 8 (uppercase names, missing,
+    duplicate or misplaced pseudo-headers, connection-specific fields, TE other than
+    "trailers"...), or None. h2's own checks, run here so that a malformed message is an error
+    of its stream only (RFC 9113 section 8.1.1), not of the whole connection."""
+    flags = HeaderValidationFlags(
+        is_client=client,
+        is_trailer=trailer,
+        is_response_header=client and not trailer,
+        is_push_promise=False,
+    )
+    try:
+        for _ in validate_headers(list(raw), flags):
+            pass
+    except H2ProtocolError as exc:
+        return str(exc) or "malformed header block"
+    return None
 
-    h2 has already rejected what RFC 9113 makes a connection matter for it (uppercase names,
-    missing or duplicate pseudo-headers, connection-specific fields...); these are the remaining
-    per-request rules.
-    """
+
+def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
+    """Turn a received request header block into a RequestHead, or say why it is malformed
+    (``malformed`` first, then the per-request rules below)."""
+    raw = list(raw)
+    problem = malformed(raw, client=False)
+    if problem is not None:
+        return problem
     method: bytes | None = None
     scheme: bytes | None = None
     authority: bytes | None = None
@@ -151,6 +175,10 @@ def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
 
 def response_head(raw: Iterable[tuple[bytes, bytes]]) -> ResponseHead | str:
     """Turn a received response header block into a ResponseHead, or say why it is malformed."""
+    raw = list(raw)
+    problem = malformed(raw, client=True)
+    if problem is not None:
+        return problem
     status = b""
     headers: Headers = []
     for name, value in raw:

@@ -84,7 +84,7 @@ class _H2Adapter:
         config = H2Configuration(
             client_side=client_side,
             header_encoding=None,
-            validate_inbound_headers=True,
+            validate_inbound_headers=False,  # checked per stream: conv.malformed
             normalize_inbound_headers=True,
         )
         self._conn = H2Connection(config=config)
@@ -204,6 +204,16 @@ class _H2Adapter:
             self._conn.end_stream(stream_id)
             self._sent_end(stream_id, stream)
 
+    def _on_trailers(
+        self, stream_id: int, raw: list[tuple[bytes, bytes]], out: list[Event]
+    ) -> None:
+        problem = conv.malformed(raw, client=self._conn.config.client_side, trailer=True)
+        if problem is not None:  # a stream error (RFC 9113 section 8.1.1)
+            self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+            out.append(ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, problem))
+            return
+        out.append(self._trailers_event(stream_id, raw))
+
     def reset_stream(self, stream_id: int, code: ErrorCode) -> None:
         """Abandon the stream with RST_STREAM; credit held for its unconsumed bytes goes back."""
         stream = self._streams.pop(stream_id, None)
@@ -262,8 +272,7 @@ class _H2Adapter:
             elif isinstance(ev, h2e.TrailersReceived):
                 stream = self._streams.get(ev.stream_id)
                 if stream is not None and not stream.recv_done:
-                    trailers = [(n, v) for n, v in ev.headers if n[:1] != b":"]
-                    out.append(self._trailers_event(ev.stream_id, trailers))
+                    self._on_trailers(ev.stream_id, ev.headers, out)
             elif isinstance(ev, h2e.WindowUpdated):
                 if ev.stream_id == 0:
                     self._capacity(None, out)

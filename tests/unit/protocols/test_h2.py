@@ -407,18 +407,54 @@ def test_invalid_field_name_with_body_pending_gets_400_and_no_error_reset() -> N
     assert resets[0].error_code == ErrorCodes.NO_ERROR
 
 
-def test_missing_path_is_a_connection_error_in_h2() -> None:
-    # h2's inbound validation (required on) rejects a missing :path for the whole connection.
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        (REQUEST[:3], "missing mandatory b':path'"),
+        ([*REQUEST, (b"X-Upper", b"v")], "uppercase"),
+        ([*REQUEST, (b"connection", b"close")], "connection-specific"),
+        ([*REQUEST, (b"te", b"gzip")], "te"),
+        ([REQUEST[0], (b"x-a", b"1"), *REQUEST[1:]], "pseudo-header"),
+        ([*REQUEST, (b":path", b"/again")], "duplicate"),
+    ],
+)
+def test_malformed_request_is_a_400_on_its_stream_only(
+    fields: list[tuple[bytes, bytes]], reason: str
+) -> None:
+    """RFC 9113 section 8.1.1: a stream error, so the client's other requests carry on."""
     server = H2ServerAdapter()
-    client = h2_peer(client_side=True, validate_outbound_headers=False)
+    client = h2_peer(
+        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+    )
     transfer(server, client)
-    client.send_headers(1, REQUEST[:3], end_stream=True)
-    events = server.receive_data(client.data_to_send())
-    assert len(events) == 1
-    assert isinstance(events[0], ProtocolError)
-    assert events[0].stream_id is None
-    assert "path" in events[0].message
-    assert any(isinstance(f, GoAwayFrame) for f in frames_of(server.data_to_send()))
+    client.send_headers(1, fields, end_stream=True)
+    client.send_headers(3, REQUEST, end_stream=True)
+    events, peer = transfer(server, client)
+    assert isinstance(events[0], ProtocolError) and events[0].stream_id == 1
+    assert reason.lower() in events[0].message.lower()
+    assert events[1] == RequestHeaders(
+        3, RequestHead(b"GET", b"https", b"example.com", b"/a?b=1", [], b"2"), True
+    )
+    status = {
+        e.stream_id: dict(e.headers)[b":status"]
+        for e in peer
+        if isinstance(e, h2e.ResponseReceived)
+    }
+    assert status == {1: b"400"}
+    assert not any(isinstance(e, h2e.ConnectionTerminated) for e in peer)
+
+
+def test_pseudo_header_in_request_trailers_resets_that_stream() -> None:
+    server, client = server_pair()
+    client.send_headers(1, post(), end_stream=False)
+    client.send_headers(3, REQUEST, end_stream=True)
+    transfer(server, client)
+    client.config.validate_outbound_headers = False
+    client.send_headers(1, [(b":path", b"/late")], end_stream=True)
+    events, peer = transfer(server, client)
+    assert events == [ProtocolError(1, ErrorCode.MESSAGE_ERROR, events[0].message)]
+    resets = [e for e in peer if isinstance(e, h2e.StreamReset)]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(1, ErrorCodes.PROTOCOL_ERROR)]
 
 
 def test_connect_passes_through_and_extended_connect_is_refused() -> None:
