@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from quicproxy.devcerts import ensure_dev_certs
-from tests.support.procs import READY, ROOT, free_port
+from tests.support.procs import ROOT, free_port, interop_server, stop_process
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,51 +48,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def start_quicproxy(site: Path, testcase: str, port: int) -> subprocess.Popen[str]:
-    """quicproxy's server role; returns once it printed its ready line (bounded)."""
-    env = {
-        **os.environ,
-        "ROLE": "server",
-        "TESTCASE": testcase,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WWW": str(site / "www"),
-        "CERTS": str(site / "certs"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "interop" / "run_endpoint.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for _ in range(200):
-        line = proc.stdout.readline()
-        if not line or READY.search(line):
-            break
-    return proc
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def quicproxy(site: Path) -> Iterator[int]:
     """One server for every case but retry (resumption needs the same process anyway)."""
     port = free_port()
-    proc = start_quicproxy(site, "transfer", port)
-    try:
+    with interop_server(site, "transfer", port):
         yield port
-    finally:
-        stop(proc)
 
 
 def start_gtlsserver(site: Path, port: int, *options: str) -> subprocess.Popen[str]:
@@ -124,7 +85,7 @@ def gtlsserver(site: Path, request: pytest.FixtureRequest) -> Iterator[int]:
     try:
         yield port
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def run_client(
@@ -225,12 +186,9 @@ def test_zerortt_against_quicproxy(quicproxy: int, site: Path, tmp_path: Path) -
 
 def test_retry_against_quicproxy(site: Path, tmp_path: Path) -> None:
     port = free_port()
-    proc = start_quicproxy(site, "retry", port)
-    try:
-        qlog, target = tmp_path / "qlog", tmp_path / "downloads"
+    qlog, target = tmp_path / "qlog", tmp_path / "downloads"
+    with interop_server(site, "retry", port):
         result = run_client(port, "retry", NAMES, target, QLOGDIR=str(qlog))
-    finally:
-        stop(proc)
     assert_downloaded(result, site, target, NAMES)
     assert '"packet_type": "retry"' in qlog_text(qlog)
 

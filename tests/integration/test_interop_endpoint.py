@@ -25,7 +25,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent
 
 from quicproxy.devcerts import ensure_dev_certs
-from tests.support.procs import READY, ROOT, free_port
+from tests.support.procs import ROOT, free_port, interop_server
 
 GTLSCLIENT = shutil.which("gtlsclient")
 
@@ -43,42 +43,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def endpoint(site: Path, testcase: str, port: int, **extra: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "ROLE": "server",
-        "TESTCASE": testcase,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WWW": str(site / "www"),
-        "CERTS": str(site / "certs"),
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
-    return subprocess.Popen(
-        ["bash", str(ROOT / "interop" / "run_endpoint.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 @pytest.fixture
 def running(site: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
     testcase, extra = request.param
     port = free_port()
-    proc = endpoint(site, testcase, port, **extra)
-    try:
-        assert proc.stdout is not None
-        for _ in range(200):  # bounded: the ready line comes within a few seconds
-            line = proc.stdout.readline()
-            if not line or READY.search(line):
-                break
+    with interop_server(site, testcase, port, **extra):
         yield port, site
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def gtls_download(port: int, names: list[str], target: Path, *, verbose: bool = False) -> str:
@@ -162,18 +132,9 @@ async def test_hq_interop_with_aioquic(running: tuple[int, Path]) -> None:
 def test_key_log_and_qlog_are_written(site: Path, tmp_path: Path) -> None:
     port = free_port()
     keys, qlog = tmp_path / "keys.log", tmp_path / "qlog"
-    proc = endpoint(site, "transfer", port, SSLKEYLOGFILE=str(keys), QLOGDIR=str(qlog))
-    try:
-        assert proc.stdout is not None
-        for _ in range(200):
-            line = proc.stdout.readline()
-            if not line or READY.search(line):
-                break
+    with interop_server(site, "transfer", port, SSLKEYLOGFILE=str(keys), QLOGDIR=str(qlog)):
         gtls_download(port, ["small.bin"], tmp_path)
         assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keys.read_text()
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert list(qlog.glob("*.qlog"))  # written once the client's connection ended
 
 

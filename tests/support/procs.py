@@ -222,3 +222,46 @@ def free_port(*, ipv6: bool = False) -> int:
                 continue
             return port
     raise RuntimeError("no free port found")
+
+
+@contextlib.contextmanager
+def interop_server(site: Path, testcase: str, port: int, **extra: str) -> Iterator[None]:
+    """The interop endpoint's server role on 127.0.0.1:``port``, serving ``site/www`` with
+    ``site/certs``; yields once it printed its ready line (bounded), stops it on exit."""
+    env = {
+        **os.environ,
+        "ROLE": "server",
+        "TESTCASE": testcase,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WWW": str(site / "www"),
+        "CERTS": str(site / "certs"),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "interop" / "run_endpoint.sh")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(200):  # the ready line comes within a few seconds
+            line = proc.stdout.readline()
+            if not line or READY.search(line):
+                break
+        yield
+    finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, wait up to 10 s, then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
