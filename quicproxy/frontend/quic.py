@@ -218,10 +218,11 @@ class QuicListener:
         conn = result.connection
         if conn is None:
             return
-        if endpoint is not None and endpoint is not self.endpoint:
-            self.paths[conn] = endpoint
-        else:
-            self.paths.pop(conn, None)
+        if self.extra_endpoints:  # preferred addresses: answer from where the client sends
+            if endpoint is not None and endpoint is not self.endpoint:
+                self.paths[conn] = endpoint
+            else:
+                self.paths.pop(conn, None)
         if result.new and not self.accepting:
             conn.quic.close(error_code=ErrorCode.REFUSED_STREAM.h3_code)
         driver = self._driver(conn, addr)

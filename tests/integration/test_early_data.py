@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.clients import gtls_fetch
 from tests.support.procs import ProxyProcess, ThreadedOrigin, run_proxy, write_config
 
 GTLSCLIENT = shutil.which("gtlsclient")
@@ -30,18 +30,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
 
 
 def gtls(port: int, tmp: Path, path: str, *extra: str) -> tuple[str, Path]:
-    assert GTLSCLIENT is not None
+    """One request with the ngtcp2 client, resuming from (and saving) the session in ``tmp``."""
     target = tmp / f"dl-{len(list(tmp.iterdir()))}"
-    target.mkdir()
-    result = subprocess.run(
-        [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s",
-         f"--session-file={tmp / 'session'}", f"--tp-file={tmp / 'tp'}",
-         f"--download={target}", *extra, "127.0.0.1", str(port), f"https://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
-    return result.stdout + result.stderr, target
+    state = [f"--session-file={tmp / 'session'}", f"--tp-file={tmp / 'tp'}"]
+    return gtls_fetch(port, [path], target, extra=[*state, *extra]).log, target
 
 
 def test_safe_request_in_0rtt_is_forwarded_with_early_data_header(

@@ -11,7 +11,6 @@ import asyncio
 import json
 import shutil
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from quicproxy.hooks import ProxyHttp
 from quicproxy.server import ProxyServer
 from quicproxy.session import Session
 from quicproxy.upstream.peer import HttpPeer
-from tests.support.clients import h3_request
+from tests.support.clients import gtls_fetch, h3_request
 from tests.support.procs import ThreadedOrigin, run_proxy, write_config
 
 GTLSCLIENT = shutil.which("gtlsclient")
@@ -36,18 +35,10 @@ needs_gtls = pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client is not
 
 def gtls(port: int, tmp: Path, *extra: str, path: str = "/bytes/3000") -> tuple[str, bytes]:
     """One small download with the ngtcp2 client; returns its log and the body."""
-    assert GTLSCLIENT is not None
     target = tmp / f"dl-{len(list(tmp.iterdir()))}"
-    target.mkdir()
-    result = subprocess.run(
-        [GTLSCLIENT, "--exit-on-all-streams-close", "--timeout=10s", f"--download={target}",
-         *extra, "127.0.0.1", str(port), f"https://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
+    result = gtls_fetch(port, [path], target, extra=extra)
     body = target / path.rsplit("/", 1)[-1]
-    return result.stdout + result.stderr, body.read_bytes() if body.exists() else b""
+    return result.log, body.read_bytes() if body.exists() else b""
 
 
 async def handshake(port: int, token: bytes = b"") -> tuple[bool, list[bytes]]:

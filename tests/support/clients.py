@@ -162,10 +162,12 @@ def gtls_fetch(
     data_file: Path | None = None,
     quiet: bool = False,
     timeout: float = 60,
+    extra: Sequence[str] = (),
 ) -> GtlsResult:
     """Fetch ``paths`` as concurrent streams on ONE HTTP/3 connection to 127.0.0.1:PORT; bodies are
     saved in ``download_dir`` by the last path component (query string included). Unless
-    ``quiet``, the response headers of each stream are parsed from the log."""
+    ``quiet``, the response headers of each stream are parsed from the log. ``extra``: more
+    gtlsclient options (session and token files, ciphers...)."""
     assert GTLSCLIENT is not None
     download_dir.mkdir(parents=True, exist_ok=True)
     authority = authority or f"127.0.0.1:{port}"
@@ -181,7 +183,7 @@ def gtls_fetch(
     args += ["-q"] if quiet else ["--no-quic-dump", "--no-http-dump"]
     if data_file is not None:
         args += ["-d", str(data_file)]
-    args += ["127.0.0.1", str(port), *(f"https://{authority}{p}" for p in paths)]
+    args += [*extra, "127.0.0.1", str(port), *(f"https://{authority}{p}" for p in paths)]
     result = subprocess.run(args, capture_output=True, timeout=timeout)
     log = result.stderr.decode(errors="replace") + result.stdout.decode(errors="replace")
     fields: dict[int, list[Header]] = {}
