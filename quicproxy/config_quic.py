@@ -22,6 +22,7 @@ class QuicConfig:
     early_data_unsafe: str = "reject"  # unsafe requests in 0-RTT: "reject" (425) or "hold"
     preferred_address: tuple[tuple[str, int], ...] = ()  # at most one IPv4 and one IPv6
     max_connections: int = 10000
+    max_connections_per_source: int = 200  # QUIC connections from one client IP; 0 = no limit
     qpack_max_table_capacity: int = 4096
     qpack_blocked_streams: int = 16
     ecn: bool = False  # mark QUIC packets ECT(0); received marks are always reported
@@ -53,6 +54,7 @@ def parse_quic(table: Table, base: Path) -> QuicConfig:
         early_data_unsafe=unsafe,
         preferred_address=addresses,
         max_connections=table.integer("max_connections", 10000, minimum=1),
+        max_connections_per_source=table.integer("max_connections_per_source", 200),
         qpack_max_table_capacity=table.integer(
             "qpack_max_table_capacity", 4096, minimum=0, maximum=2**20
         ),

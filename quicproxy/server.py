@@ -16,7 +16,7 @@ from .altsvc import AltSvcPolicy
 from .config import Config, ListenConfig, QuicConfig, TlsConfig, parse_address
 from .devcerts import default_cert_dir, ensure_dev_certs
 from .forwarding import ForwardingPolicy
-from .frontend.base import FrontendLimits, RequestStarter
+from .frontend.base import RequestStarter
 from .frontend.quic import QuicListener
 from .frontend.tcp import DownstreamTcp, tcp_connection_factory
 from .hooks import ProxyHttp
@@ -56,14 +56,7 @@ class ProxyServer:
         self.quic_options = quic_options or config.quic
         self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config)
         self.reuse_port = reuse_port
-        self.limits = FrontendLimits(
-            idle_timeout=config.limits.idle_timeout,
-            write_timeout=config.limits.write_timeout,
-            stream_buffer=config.limits.stream_buffer,
-            max_concurrent_streams=config.limits.max_concurrent_streams,
-            max_header_size=config.limits.max_header_size,
-            quic_max_datagram_size=config.limits.quic_max_datagram_size,
-        )
+        self.limits = config.limits
         h3_ports = [item.port for item in config.listen if item.quic]
         self.altsvc = AltSvcPolicy(
             h3_ports[0] if h3_ports and config.alt_svc.enabled else None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from protocols.messages import RequestHead
@@ -13,19 +12,7 @@ from ..pipeline import ProxyServices, run
 from ..session import DownstreamInfo, Session
 from ..streamio import StreamIO
 
-__all__ = ["FrontendLimits", "RequestStarter"]
-
-
-@dataclass(frozen=True, slots=True)
-class FrontendLimits:
-    """Downstream limits shared by all listeners."""
-
-    idle_timeout: float = 75.0
-    write_timeout: float = 60.0
-    stream_buffer: int = 256 * 1024
-    max_concurrent_streams: int = 100
-    max_header_size: int = 64 * 1024
-    quic_max_datagram_size: int = 1350
+__all__ = ["RequestStarter"]
 
 
 class RequestStarter:

@@ -19,6 +19,7 @@ from protocols.messages import RequestHead
 from protocols.quic import NetworkAddress, QuicFacts, QuicServerConnection
 from protocols.quic_router import AddressValidation, QuicRouter
 
+from ..config import LimitsConfig
 from ..config_quic import QuicConfig
 from ..errors import ErrorSource
 from ..net import steering
@@ -26,7 +27,7 @@ from ..net.deadline import DeadlineTimer
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
 from ..streamio import ConnectionDriver, StreamIO
-from .base import FrontendLimits, RequestStarter
+from .base import RequestStarter
 
 __all__ = ["QuicDriver", "QuicListener"]
 
@@ -113,7 +114,7 @@ class QuicListener:
     def __init__(
         self,
         starter: RequestStarter,
-        limits: FrontendLimits,
+        limits: LimitsConfig,
         configuration: QuicConfiguration,
         options: QuicConfig = DEFAULT_QUIC_CONFIG,
         cid_factory: Callable[[], bytes] | None = None,
@@ -155,7 +156,7 @@ class QuicListener:
         host: str,
         port: int,
         starter: RequestStarter,
-        limits: FrontendLimits,
+        limits: LimitsConfig,
         cert: Path,
         key: Path,
         reuse_port: bool = False,

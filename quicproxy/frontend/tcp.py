@@ -9,12 +9,13 @@ from protocols.h1 import H1ServerAdapter
 from protocols.h2 import H2ServerAdapter
 from protocols.messages import RequestHead
 
+from ..config import LimitsConfig
 from ..errors import ErrorSource
 from ..net.tcp import ByteStream
 from ..session import DownstreamInfo
 from ..streamio import StreamIO
 from ..tcpdriver import TcpDriver
-from .base import FrontendLimits, RequestStarter
+from .base import RequestStarter
 
 __all__ = ["DownstreamTcp", "tcp_connection_factory"]
 
@@ -32,7 +33,7 @@ class DownstreamTcp(TcpDriver):
         self,
         stream: ByteStream,
         starter: RequestStarter,
-        limits: FrontendLimits,
+        limits: LimitsConfig,
         tls: bool,
         connections: set[DownstreamTcp],
     ) -> None:
@@ -83,7 +84,7 @@ class DownstreamTcp(TcpDriver):
 
 
 def tcp_connection_factory(
-    starter: RequestStarter, limits: FrontendLimits, tls: bool, connections: set[DownstreamTcp]
+    starter: RequestStarter, limits: LimitsConfig, tls: bool, connections: set[DownstreamTcp]
 ) -> Callable[[ByteStream], DownstreamTcp]:
     """The receiver factory a TCP listener calls for each accepted connection."""
     return lambda stream: DownstreamTcp(stream, starter, limits, tls, connections)
