@@ -23,6 +23,7 @@ Headers = list[tuple[bytes, bytes]]
 HOP_BY_HOP = frozenset(
     {
         b"connection",
+        b"http2-settings",
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authenticate",

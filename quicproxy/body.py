@@ -41,6 +41,14 @@ class BodyChannel:
         self._ended = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._limit = 0
+        self._limit_error: BaseException | None = None
+
+    def set_limit(self, limit: int, error: BaseException) -> None:
+        """Fail the reader with ``error`` once more than ``limit`` bytes arrived (0: no limit);
+        bytes beyond it are dropped and credited back at once."""
+        self._limit = limit
+        self._limit_error = error
 
     @property
     def ended(self) -> bool:
@@ -60,6 +68,13 @@ class BodyChannel:
     def feed(self, data: bytes) -> None:
         """Queue a chunk from the sender."""
         if self._ended or self._error is not None or not data:
+            return
+        if self._limit and self.received + len(data) > self._limit:
+            self.received += len(data)
+            if self._on_release is not None:
+                self._on_release(len(data))
+            assert self._limit_error is not None
+            self.abort(self._limit_error)
             return
         self._chunks.append(data)
         self.buffered += len(data)

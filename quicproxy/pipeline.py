@@ -15,10 +15,12 @@ from protocols.messages import ResponseHead, strip_hop_by_hop
 from .accesslog import log_request
 from .altsvc import AltSvcPolicy
 from .body import BodyChannel
+from .config import LimitsConfig
 from .errors import ErrorKind, ErrorSource, ProxyError
 from .forwarding import ForwardingPolicy
 from .hooks import ProxyHttp
 from .http import RequestHeader, ResponseHeader
+from .request_rules import check_request
 from .session import Session
 from .streamio import StreamIO
 from .upstream.peer import HttpPeer
@@ -40,7 +42,7 @@ class ProxyServices:
     pool: UpstreamPool = field(default_factory=UpstreamPool)
     altsvc: AltSvcPolicy = field(default_factory=lambda: AltSvcPolicy(None))
     forwarding: ForwardingPolicy = field(default_factory=ForwardingPolicy)
-    client_body_timeout: float = 60.0
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     hold_unsafe_early_data: bool = False  # else 425 Too Early (RFC 8470)
 
 
@@ -52,6 +54,12 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
         await _serve(session, proxy, ctx, services)
     except ProxyError as exc:
         error = exc
+    except asyncio.CancelledError:
+        if not _client_went_away(session):
+            raise
+        error = session.stream.error or ProxyError.downstream(
+            ErrorKind.DOWNSTREAM_GONE, "the client reset the stream"
+        )
     except Exception as exc:
         log.exception(
             "hook or pipeline failure on %s %s", session.request.method, session.request.path
@@ -67,13 +75,38 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
     except Exception:
         log.exception("failure while failing request %s", session.request.path)
     finally:
+        if session.response_finished and not session.stream.body.ended:
+            session.abort(ErrorCode.NO_ERROR)  # answered early: stop the upload (h1: close)
         session.stream.close()
         log_request(session, error)
+
+
+def _client_went_away(session: Session) -> bool:
+    """True when this task was cancelled because the client reset its stream or left (and by
+    nothing else): the request ends as an error, its hooks still run."""
+    task = asyncio.current_task()
+    if session.stream.error is None or task is None:
+        return False
+    return task.uncancel() == 0
 
 
 async def _serve(
     session: Session, proxy: ProxyHttp[Any], ctx: Any, services: ProxyServices
 ) -> None:
+    limits = services.limits
+    request = session.request
+    target, refusal = check_request(
+        request.method,
+        request.path,
+        request.get("content-length"),
+        normalize=limits.normalize_path,
+        max_body=limits.max_body_size,
+    )
+    if refusal is not None:
+        log.info("refused %s %s: %s", request.method, request.path, refusal.reason)
+        await session.respond(refusal.status, f"{refusal.status} {refusal.reason}\n")
+        return
+    request.path = target
     await proxy.early_request_filter(session, ctx)
     if session.downstream.early_data and session.request.method not in SAFE_METHODS:
         if not services.hold_unsafe_early_data:
@@ -169,9 +202,18 @@ async def _proxy_within_total(
         ) from None
 
 
-def _upstream_request(session: Session, services: ProxyServices) -> RequestHeader:
+def _upstream_request(
+    session: Session, services: ProxyServices, multiplexed: bool
+) -> RequestHeader:
     request = RequestHeader.from_head(session.request.to_head())
+    wants_trailers = any(
+        token.strip().lower() == "trailers"
+        for value in request.get_all("te")
+        for token in value.split(",")
+    )
     request.headers = strip_hop_by_hop(request.headers)
+    if wants_trailers and multiplexed:
+        request.set("te", "trailers")  # the one TE h2/h3 allow; gRPC servers need it
     services.forwarding.apply(request, session.downstream, session.http_version)
     if session.downstream.early_data:
         request.set("early-data", "1")  # RFC 8470: the origin may answer 425
@@ -195,13 +237,13 @@ async def _proxy_once(
     body_task: asyncio.Task[None] | None = None
     try:
         await proxy.connected_to_upstream(session, peer, reused, ctx)
-        request = _upstream_request(session, services)
+        request = _upstream_request(session, services, conn.multiplexed)
         await proxy.upstream_request_filter(session, request, ctx)
         upstream = conn.open_stream(request.to_head(), end_stream=not session.request_has_body)
         upstream.informational = _informational_forwarder(session)
         if session.request_has_body:
             body_task = asyncio.create_task(
-                _pump_request(session, upstream, proxy, ctx, services.client_body_timeout)
+                _pump_request(session, upstream, proxy, ctx, services.limits)
             )
         try:
             head = await _await_response(upstream, peer)
@@ -295,20 +337,30 @@ async def _forward_body(
 
 
 async def _pump_request(
-    session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, body_timeout: float
+    session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, limits: LimitsConfig
 ) -> None:
-    """Request body: client -> request_body_filter -> upstream."""
+    """Request body: client -> request_body_filter -> upstream, within the client body timeout
+    (between chunks) and the request timeout (the whole body, counted from the head)."""
     body = session.stream.body
+    idle = limits.client_body_timeout
+    deadline = session.started + limits.request_timeout if limits.request_timeout else None
     try:
-        await _forward_body(
-            body,
-            body_timeout,
-            lambda: ProxyError.downstream(
-                ErrorKind.DOWNSTREAM_TIMEOUT, f"client sent no body for {body_timeout:g}s"
-            ),
-            lambda chunk, end: proxy.request_body_filter(session, chunk, end, ctx),
-            upstream.send_data,
-        )
+        try:
+            async with asyncio.timeout_at(_loop_deadline(deadline)):
+                await _forward_body(
+                    body,
+                    idle,
+                    lambda: ProxyError.downstream(
+                        ErrorKind.DOWNSTREAM_TIMEOUT, f"client sent no body for {idle:g}s"
+                    ),
+                    lambda chunk, end: proxy.request_body_filter(session, chunk, end, ctx),
+                    upstream.send_data,
+                )
+        except TimeoutError:
+            raise ProxyError.downstream(
+                ErrorKind.DOWNSTREAM_TIMEOUT,
+                f"client did not send its request within {limits.request_timeout:g}s",
+            ) from None
         if body.trailers:
             upstream.send_trailers(body.trailers)
         else:
@@ -319,6 +371,13 @@ async def _pump_request(
         raise
     except Exception as exc:
         upstream.fail(ProxyError(ErrorKind.INTERNAL, ErrorSource.INTERNAL, repr(exc), retry=False))
+
+
+def _loop_deadline(deadline: float | None) -> float | None:
+    """A time.monotonic() deadline on the event loop's clock (None: no deadline)."""
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
 
 async def _pump_response(

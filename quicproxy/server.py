@@ -66,7 +66,7 @@ class ProxyServer:
         self.services = ProxyServices(
             pool=UpstreamPool(),
             altsvc=self.altsvc,
-            client_body_timeout=config.limits.client_body_timeout,
+            limits=config.limits,
             hold_unsafe_early_data=self.quic_options.early_data_unsafe == "hold",
             forwarding=ForwardingPolicy(
                 fwd.trusted_proxies, fwd.via, fwd.x_forwarded, fwd.forwarded

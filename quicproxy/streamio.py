@@ -46,6 +46,7 @@ class StreamIO:
         self.body = BodyChannel(self._credit, high_water=driver.stream_buffer)
         self.response: asyncio.Future[ResponseHead] = driver.loop.create_future()
         self.informational: Callable[[ResponseHead], None] | None = None
+        self.on_peer_gone: Callable[[], object] | None = None
         self.error: ProxyError | None = None
         self.bytes_sent = 0
         self.local_ended = False
@@ -61,6 +62,14 @@ class StreamIO:
         if not self.response.done():
             self.response.set_exception(error)
             self.response.exception()  # mark retrieved: nobody may be waiting for it
+
+    def peer_failed(self, error: ProxyError) -> None:
+        """The peer reset the stream, broke the protocol or left: fail it and tell the owner
+        (``on_peer_gone``, called once), who stops the work done for it."""
+        self.fail(error)
+        callback, self.on_peer_gone = self.on_peer_gone, None
+        if callback is not None:
+            callback()
 
     async def send_data(self, data: bytes) -> None:
         """Send body bytes, waiting for capacity; raises ProxyError when the stream is gone."""
@@ -254,7 +263,7 @@ class ConnectionDriver:
         self.closed = True
         error = self.peer_error(ErrorKind.UPSTREAM_RESET, message)
         for stream in list(self.streams.values()):
-            stream.fail(error)
+            stream.peer_failed(error)
         self.wake_writers()
 
     def handle_events(self, events: list[Event]) -> None:
@@ -297,7 +306,7 @@ class ConnectionDriver:
                 stream.informational(event.head)
         elif isinstance(event, StreamReset):
             if stream is not None:
-                stream.fail(
+                stream.peer_failed(
                     self.peer_error(ErrorKind.UPSTREAM_RESET, f"stream reset ({event.code.name})")
                 )
         elif isinstance(event, ProtocolError):
@@ -320,11 +329,11 @@ class ConnectionDriver:
         error = ProxyError(kind, self.peer_side, f"protocol error: {event.message}", retry=False)
         if event.stream_id is not None:
             if stream is not None:
-                stream.fail(error)
+                stream.peer_failed(error)
             return
         if event.stream_id is None:
             for open_stream in list(self.streams.values()):
-                open_stream.fail(error)
+                open_stream.peer_failed(error)
             self.closed = True
             self.wake_writers()
             self.flush()

@@ -10,14 +10,15 @@ from protocols.events import ConnectionClosed
 
 from .errors import ErrorSource
 from .net.tcp import ByteStream
-from .streamio import ConnectionDriver
+from .streamio import ConnectionDriver, StreamIO
 
 __all__ = ["TcpDriver"]
 
 
 class TcpDriver(ConnectionDriver):
     """Feeds socket bytes to the adapter and writes its output; closes after ``idle_timeout``
-    seconds without any open stream or received byte."""
+    seconds without an open stream. Received bytes do not count as activity (a client that
+    trickles bytes or PINGs holds no connection open); only the end of a stream does."""
 
     def __init__(
         self,
@@ -46,7 +47,6 @@ class TcpDriver(ConnectionDriver):
     # -- Receiver callbacks -------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.loop.time()
         self.handle_events(self.adapter.receive_data(data))
 
     def eof_received(self) -> None:
@@ -81,6 +81,10 @@ class TcpDriver(ConnectionDriver):
 
     def on_lost(self) -> None:
         """The socket is gone; subclasses drop their references."""
+
+    def stream_closed(self, stream: StreamIO) -> None:
+        """A stream ended: the idle period starts again."""
+        self.last_activity = self.loop.time()
 
     def close(self, code: ErrorCode = ErrorCode.NO_ERROR) -> None:
         """Say goodbye at the protocol level (GOAWAY / Connection: close), then close when idle."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from protocols.messages import RequestHead
 
+from ..errors import ErrorKind, ProxyError
 from ..hooks import ProxyHttp
 from ..pipeline import ProxyServices, run
 from ..session import DownstreamInfo, Session
@@ -27,10 +28,17 @@ class RequestStarter:
         self, stream: StreamIO, head: RequestHead, end_stream: bool, info: DownstreamInfo
     ) -> None:
         """Create the session and run the pipeline for it."""
+        max_body = self.services.limits.max_body_size
+        if max_body and not end_stream:
+            too_large = f"the request body is over {max_body} bytes"
+            stream.body.set_limit(
+                max_body, ProxyError.downstream(ErrorKind.BODY_TOO_LARGE, too_large)
+            )
         session = Session(stream, head, info, end_stream)
         task = asyncio.get_running_loop().create_task(run(session, self.proxy, self.services))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        stream.on_peer_gone = task.cancel  # the client reset or left: stop its upstream work
 
     @property
     def in_flight(self) -> int:

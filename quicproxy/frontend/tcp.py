@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ from ..tcpdriver import TcpDriver
 from .base import RequestStarter
 
 __all__ = ["DownstreamTcp", "tcp_connection_factory"]
+
+log = logging.getLogger("quicproxy.frontend")
 
 
 def _address(value: Any) -> tuple[str, int]:
@@ -71,16 +75,61 @@ class DownstreamTcp(TcpDriver):
         self.connections = connections
         connections.add(self)
         self.flush()  # the h2 server preface
+        self.header_timeout = limits.header_timeout
+        self._h1 = adapter if isinstance(adapter, H1ServerAdapter) else None
+        self._head_timer: asyncio.TimerHandle | None = None
+        if self._h1 is not None:
+            self._arm_head_timer()  # the first request head is due within header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
 
     def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
+        self._cancel_head_timer()
         self.starter.start(stream, head, end_stream, self.info)
 
     def stream_closed(self, stream: StreamIO) -> None:
+        super().stream_closed(stream)
         if self.going_away and not self.streams:
             self.close()
+        self._watch_head()
 
     def on_lost(self) -> None:
+        self._cancel_head_timer()
         self.connections.discard(self)
+
+    # -- HTTP/1.1 header timeout: the whole head within header_timeout, however it trickles ----
+
+    def _watch_head(self) -> None:
+        if self._h1 is None or self.closed:
+            return
+        if self.streams:
+            self._cancel_head_timer()  # a request is being served: the next head waits for it
+        elif getattr(self._h1, "reading_head", False) and self._head_timer is None:  # TEMP
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._h1 is None or self.closed or self.streams:
+            return
+        if getattr(self._h1, "reading_head", False):  # TEMP
+            log.info(
+                "%s:%d: request head not complete within %gs: 408",
+                *self.info.client_address,
+                self.header_timeout,
+            )
+            self._h1.send_error(408, "request header timeout")
+        self.flush()
+        self.close_transport()
 
 
 def tcp_connection_factory(

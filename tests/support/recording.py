@@ -177,7 +177,8 @@ class RecordingOrigin:
                         conn.sendall(self.responder(current))
                         leftover, _ = parser.trailing_data
                         parser = h11.Connection(h11.SERVER)
-                        parser.receive_data(bytes(leftover))
+                        if leftover:  # b"" would mean end of file to h11
+                            parser.receive_data(bytes(leftover))
                     elif isinstance(event, h11.ConnectionClosed):
                         return
         except OSError:
