@@ -6,31 +6,40 @@ section 6.8 lets the streams at or below the last stream id finish. The adapter 
 graceful GOAWAY as raw bytes and takes graceful GOAWAY frames out of the inbound byte stream before
 h2 sees them; GOAWAY frames carrying an error code still go to h2, which ends the connection.
 Reading frame headers also lets it refuse an oversized frame at once, where h2 would first buffer
-up to 16 MiB of it.
+up to 16 MiB of it, cut a header block (HEADERS + CONTINUATIONs) that grows beyond a byte cap before
+h2 buffers it whole (CVE-2024-27316), and report every frame's header (``FrameHead``) in wire order
+for the flood budget (``useful_frame`` / ``idle_frame`` classify them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.utilities import HeaderValidationFlags, validate_headers
+from hpack import Decoder
 
 from .messages import Headers, RequestHead, ResponseHead, validate_field_name
 
 __all__ = [
     "CONNECTION_SPECIFIC",
+    "CappedDecoder",
     "Fields",
+    "FrameHead",
     "FrameScanner",
     "bad_fields",
     "bad_request",
+    "error_response",
     "goaway_frame",
+    "idle_frame",
     "outbound_fields",
     "request_fields",
     "request_head",
     "response_fields",
     "response_head",
     "trailer_fields",
+    "useful_frame",
 ]
 
 CONNECTION_SPECIFIC = frozenset(
@@ -42,10 +51,85 @@ Fields = list[tuple[bytes, bytes]]
 
 _PREFACE_LEN = 24
 _FRAME_HEADER_LEN = 9
-_GOAWAY = 0x7
-_HEADER_BLOCK_TYPES = frozenset({0x1, 0x5, 0x9})  # HEADERS, PUSH_PROMISE, CONTINUATION
-_END_HEADERS = 0x4
+_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
+_PUSH_PROMISE, _PING, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x9
+_HEADER_BLOCK_TYPES = frozenset({_HEADERS, _PUSH_PROMISE, _CONTINUATION})
+_CUT_BEFORE = frozenset({_DATA, _RST_STREAM})  # classified against the streams h2 knows
+_END_STREAM, _ACK, _END_HEADERS, _PADDED = 0x1, 0x1, 0x4, 0x8
 _STREAM_ID_MASK = 0x7FFFFFFF
+_FREE_CONTINUATIONS = 4  # CONTINUATIONs of one block that do not count as idle frames
+_IDLE_NAMES = {
+    _PRIORITY: "PRIORITY",
+    _SETTINGS: "SETTINGS",
+    _PING: "PING",
+    _WINDOW_UPDATE: "WINDOW_UPDATE",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHead:
+    """One received frame's header, as ``FrameScanner`` saw it (wire order)."""
+
+    kind: int
+    flags: int
+    stream_id: int
+    payload: int  # DATA: body bytes without padding; other frames: the payload length
+    first: bool = False  # HEADERS opening a new stream; the peer's first SETTINGS (its preface)
+    fragment: int = 0  # CONTINUATION: its index in the header block (1 = first)
+
+
+def useful_frame(head: FrameHead, known: bool) -> bool:
+    """True for frames that do work: a new request's HEADERS, DATA with body bytes for a
+    stream the owner reads (``known``)."""
+    if head.kind in (_HEADERS, _SETTINGS):
+        return head.first
+    return head.kind == _DATA and known and head.payload > 0
+
+
+def idle_frame(head: FrameHead, known: bool, *, exists: bool) -> str | None:
+    """The name of a frame that makes us queue a reply or do no work, else None.
+
+    ``known``: the frame's stream is one the owner still reads (for DATA); ``exists``: the
+    adapter still tracks the stream (for RST_STREAM: a reset of such a stream is counted as a
+    premature reset instead, by the adapter, when its response had not completed).
+    """
+    kind = head.kind
+    if kind == _DATA:
+        if not known:
+            return "DATA for a closed stream"
+        if head.payload == 0 and not head.flags & _END_STREAM:
+            return "empty DATA"
+        return None
+    if kind == _RST_STREAM:
+        return None if exists else "RST_STREAM for an idle or closed stream"
+    if kind == _HEADERS:
+        return None if head.first else "HEADERS for an old stream"
+    if kind == _CONTINUATION:
+        return "CONTINUATION" if head.fragment > _FREE_CONTINUATIONS else None
+    if kind in (_SETTINGS, _PING) and head.flags & _ACK:
+        return "PING ACK" if kind == _PING else None  # we never PING; SETTINGS ACKs are ours
+    if kind == _GOAWAY:
+        return None
+    return _IDLE_NAMES.get(kind, f"frame type {kind:#x}")
+
+
+class CappedDecoder(Decoder):
+    """An HPACK decoder whose decoded-size cap stays fixed: h2 would lower it to our advertised
+    SETTINGS_MAX_HEADER_LIST_SIZE on the SETTINGS ACK, making an oversized request a connection
+    error (DenialOfServiceError). With a higher hard cap the adapter decodes the whole block
+    (the HPACK table stays in step) and answers 431 on that stream alone."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        super().__init__(max_header_list_size=cap)
+
+    @property
+    def max_header_list_size(self) -> int:
+        return self._cap
+
+    @max_header_list_size.setter
+    def max_header_list_size(self, value: int) -> None:
+        """Ignored: the cap is fixed at construction."""
 
 
 def outbound_fields(headers: Headers) -> Fields:
@@ -193,8 +277,14 @@ def response_head(raw: Iterable[tuple[bytes, bytes]]) -> ResponseHead | str:
 
 def bad_request(reason: str) -> tuple[Fields, bytes]:
     """A 400 response (``:status``, ``content-type``, ``content-length``) and its text body."""
-    body = f"bad request: {reason}\n".encode()
-    fields = [(b":status", b"400"), (b"content-type", b"text/plain")]
+    return error_response(400, reason)
+
+
+def error_response(status: int, reason: str) -> tuple[Fields, bytes]:
+    """An error response head (``:status``, ``content-type``, ``content-length``) and body."""
+    label = "request header fields too large" if status == 431 else "bad request"
+    body = f"{label}: {reason}\n".encode()
+    fields = [(b":status", str(status).encode()), (b"content-type", b"text/plain")]
     return [*fields, (b"content-length", str(len(body)).encode())], body
 
 
@@ -210,22 +300,36 @@ class FrameScanner:
 
     Only frame headers are parsed; every other byte passes through unchanged and in order. A GOAWAY
     that is malformed or inside a header block is left to h2, which rejects it. A frame longer
-    than the allowed maximum sets ``oversized`` and stops the scan before its header.
+    than the allowed maximum sets ``oversized``, a header block longer than ``max_block`` bytes
+    sets ``block_overflow``; either stops the scan before the frame's header.
+
+    Each frame's ``FrameHead`` is emitted in wire order among the parts. DATA and RST_STREAM are
+    classified against the streams h2 knows, so the bytes before them form a part of their own
+    (h2 has processed every earlier frame when their head is handled); a padded DATA frame's
+    head waits for its pad length byte.
     """
 
-    def __init__(self, *, server: bool) -> None:
+    def __init__(self, *, server: bool, max_block: int = 1 << 30) -> None:
         self._preface = _PREFACE_LEN if server else 0
+        self._max_block = max_block
         self._header = bytearray()
         self._left = 0  # payload bytes of the frame being passed through
         self._goaway: bytearray | None = None  # payload of a GOAWAY being held back
         self._goaway_header = b""
         self._goaway_left = 0
+        self._padded: bytes | None = None  # header of a padded DATA frame awaiting its pad length
         self._in_block = False  # a HEADERS/PUSH_PROMISE awaits its CONTINUATIONs
+        self._block_bytes = 0
+        self._fragments = 0
+        self._highest_headers = 0
+        self._settings_seen = False
         self.oversized = False
+        self.block_overflow = False
 
-    def split(self, data: bytes, max_frame_size: int) -> list[bytearray | int]:
-        """Bytes for h2 and, between them in order, the last stream id of each graceful GOAWAY."""
-        out: list[bytearray | int] = []
+    def split(self, data: bytes, max_frame_size: int) -> list[bytearray | int | FrameHead]:
+        """Bytes for h2, frame heads and, between them in order, the last stream id of each
+        graceful GOAWAY."""
+        out: list[bytearray | int | FrameHead] = []
         feed = bytearray()
         view = memoryview(data)
         i, n = 0, len(data)
@@ -238,6 +342,13 @@ class FrameScanner:
                 take = min(self._left, n - i)
                 feed += view[i : i + take]
                 self._left -= take
+            elif self._padded is not None:
+                take, header, self._padded = 1, self._padded, None
+                length = int.from_bytes(header[:3], "big")
+                out.append(self._head(header, max(0, length - 1 - data[i])))
+                feed += header
+                feed += view[i : i + 1]
+                self._left = length - 1
             elif self._goaway is not None:
                 take = min(self._goaway_left, n - i)
                 self._goaway += view[i : i + take]
@@ -256,26 +367,58 @@ class FrameScanner:
                 take = min(_FRAME_HEADER_LEN - len(self._header), n - i)
                 self._header += view[i : i + take]
                 if len(self._header) == _FRAME_HEADER_LEN:
-                    if int.from_bytes(self._header[:3], "big") > max_frame_size:
+                    header = bytes(self._header)
+                    if int.from_bytes(header[:3], "big") > max_frame_size:
                         self.oversized = True
                         break
-                    self._frame_header(bytes(self._header), feed)
+                    if header[3] in _CUT_BEFORE and feed:
+                        out.append(feed)
+                        feed = bytearray()
+                    if not self._frame_header(header, feed, out):
+                        break
                     self._header.clear()
             i += take
         if feed:
             out.append(feed)
         return out
 
-    def _frame_header(self, header: bytes, feed: bytearray) -> None:
+    def _frame_header(
+        self, header: bytes, feed: bytearray, out: list[bytearray | int | FrameHead]
+    ) -> bool:
+        """Handle one complete frame header; False when the scan must stop."""
         length = int.from_bytes(header[:3], "big")
         kind, flags = header[3], header[4]
         stream_id = int.from_bytes(header[5:9], "big") & _STREAM_ID_MASK
         if kind == _GOAWAY and stream_id == 0 and length >= 8 and not self._in_block:
+            out.append(FrameHead(kind, flags, stream_id, length))
             self._goaway = bytearray()
             self._goaway_header = header
             self._goaway_left = length
-            return
+            return True
         if kind in _HEADER_BLOCK_TYPES:
+            if kind == _CONTINUATION:
+                self._block_bytes += length
+                self._fragments += 1
+            else:
+                self._block_bytes, self._fragments = length, 0
+            if self._block_bytes > self._max_block:
+                self.block_overflow = True
+                return False
             self._in_block = not flags & _END_HEADERS
+        if kind == _DATA and flags & _PADDED and length:
+            self._padded = header  # the head goes out once the pad length byte is known
+            return True
+        out.append(self._head(header, length))
         feed += header
         self._left = length
+        return True
+
+    def _head(self, header: bytes, payload: int) -> FrameHead:
+        kind, stream_id = header[3], int.from_bytes(header[5:9], "big") & _STREAM_ID_MASK
+        first = False
+        if kind == _HEADERS and stream_id > self._highest_headers:
+            first, self._highest_headers = True, stream_id
+        elif kind == _SETTINGS and not header[4] & _ACK and not self._settings_seen:
+            first = self._settings_seen = True
+        fragment = self._fragments if kind == _CONTINUATION else 0
+        return FrameHead(kind, header[4], stream_id, payload, first, fragment)

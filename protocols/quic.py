@@ -22,6 +22,7 @@ from aioquic.quic import events as qe
 from . import quic_compat
 from .errors import ErrorCode
 from .events import CapacityAvailable, Event
+from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
 from .h3 import H3ServerAdapter, connection_closed
 from .hq import HqServerAdapter
 from .quic_compat import GatedQuicConnection
@@ -72,6 +73,7 @@ class QuicServerConnection:
         stream_buffer: int = 256 * 1024,
         max_field_section_size: int = 64 * 1024,
         qpack: tuple[int, int] = (4096, 16),
+        stream_limits: StreamLimits = DEFAULT_STREAM_LIMITS,  # h3: field count and flood budgets
         on_cid_issued: CidCallback | None = None,
         on_cid_retired: CidCallback | None = None,
     ) -> None:
@@ -81,6 +83,7 @@ class QuicServerConnection:
         self._stream_buffer = stream_buffer
         self._max_fields = max_field_section_size
         self._qpack = qpack
+        self._stream_limits = stream_limits
         self._on_cid_issued = on_cid_issued
         self._on_cid_retired = on_cid_retired
         self._early: list[qe.QuicEvent] = []  # events that arrived before the ALPN was known
@@ -196,6 +199,9 @@ class QuicServerConnection:
                 max_field_section_size=self._max_fields,
                 stream_buffer=self._stream_buffer,
                 qpack=self._qpack,
+                max_header_count=self._stream_limits.max_header_count,
+                max_premature_resets=self._stream_limits.max_premature_resets,
+                max_control_frames=self._stream_limits.max_control_frames,
             )
         else:
             self.adapter = HqServerAdapter(self.quic, stream_buffer=self._stream_buffer)

@@ -34,6 +34,10 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
+from . import _qpack_bounds, quic_recovery
+from .flood import FloodBudget
+from .quic_recovery import RECOVERY_PRIVATE_STATE
+
 __all__ = [
     "TESTED_AIOQUIC_VERSIONS",
     "CompatH3Connection",
@@ -125,6 +129,8 @@ class GatedQuicConnection(QuicConnection):
     ``connection_window``: when set, MAX_DATA is gated to "consumed over all streams + window"
     (bytes of ungated streams and of finished gated streams count as consumed), and the initial
     MAX_DATA becomes that window. Unregistered streams (h3 control / QPACK) keep aioquic's growth.
+    Probe timeouts retransmit as ``quic_recovery.ProbeRecovery`` says (every lost range is sent
+    again, not only the packet that carried the session ticket).
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class GatedQuicConnection(QuicConnection):
             session_ticket_handler=session_ticket_handler,
             token_handler=token_handler,
         )
+        quic_recovery.install(self._loss)
         self._gates: dict[int, _Gate] = {}
         self._stream_window = stream_window
         self._connection_window = connection_window
@@ -274,11 +281,22 @@ class GatedQuicConnection(QuicConnection):
 
 @dataclass
 class StreamMessageError(H3Event):
-    """A request or response on one stream is malformed (a stream error, RFC 9114 4.1.2)."""
+    """A request or response on one stream is malformed (a stream error, RFC 9114 4.1.2).
+
+    ``too_large``: its header section is over the field count or size limits (431)."""
 
     stream_id: int
     reason: str
     headers_delivered: bool = False
+    too_large: bool = False
+
+
+class _ExcessiveLoad(h3c.ProtocolError):
+    error_code = h3c.ErrorCode.H3_EXCESSIVE_LOAD
+
+
+class _SectionTooLarge(h3c.MessageError):
+    pass
 
 
 class CompatH3Connection(H3Connection):
@@ -289,7 +307,18 @@ class CompatH3Connection(H3Connection):
     ``StreamMessageError`` event is emitted instead and the stream's later frames are dropped.
     A request without ``:authority`` but with ``host`` gets ``:authority`` from it (RFC 9114 4.3.1
     allows either; aioquic insists on ``:authority``).
+
+    Server role limits: a request header section with more than ``max_field_count`` field lines
+    (+ room for the pseudo-headers) or whose decoded-size bound (``_qpack_bounds``) exceeds
+    ``_BOUND_FACTOR`` times ``max_field_section_size`` is refused before pylsqpack decodes it
+    (QPACK bomb), and a refused stream's header blocks are cancelled (RFC 9204 section 4.4.2),
+    never decoded. ``budget`` (``protocols.flood``) sees every frame header: control-stream
+    frames after SETTINGS, unknown frame types and empty DATA are idle frames, HEADERS and DATA
+    with payload useful ones; a breach closes the connection with H3_EXCESSIVE_LOAD.
     """
+
+    _BOUND_FACTOR = 16
+    _PSEUDO_ROOM = 8
 
     def __init__(
         self,
@@ -298,11 +327,45 @@ class CompatH3Connection(H3Connection):
         qpack_max_table_capacity: int = 4096,
         qpack_blocked_streams: int = 16,
         max_field_section_size: int | None = None,
+        max_field_count: int | None = None,
+        budget: FloodBudget | None = None,
     ) -> None:
         self._qpack_settings = (qpack_max_table_capacity, qpack_blocked_streams)
         self._max_field_section = max_field_section_size
+        self._max_field_count = max_field_count
+        self._budget = budget
         super().__init__(quic)
         self._rejected: set[int] = set()
+        self._control_frames = 0
+
+    def excessive_load(self, reason: str) -> None:
+        """Close the connection with H3_EXCESSIVE_LOAD (a budget breach seen by the owner)."""
+        if not self._is_done:
+            self._is_done = True
+            self._quic.close(error_code=_ExcessiveLoad.error_code, reason_phrase=reason)
+
+    def _idle(self, what: str) -> None:
+        if self._budget is not None and self._budget.idle_frame(what) is not None:
+            raise _ExcessiveLoad(self._budget.breach or what)
+
+    def _check_control_frame_type(self, frame_type: int) -> None:
+        super()._check_control_frame_type(frame_type)
+        self._control_frames += 1
+        if self._control_frames > 1:  # the first one is the mandatory SETTINGS
+            self._idle(f"control frame {frame_type:#x}")
+
+    def _check_request_or_push_frame_type(self, frame_type: int, stream: Any) -> None:
+        super()._check_request_or_push_frame_type(frame_type, stream)
+        if self._budget is None:
+            return
+        if frame_type == h3c.FrameType.HEADERS or (
+            frame_type == h3c.FrameType.DATA and stream.frame_size
+        ):
+            self._budget.useful()
+        elif frame_type == h3c.FrameType.DATA:
+            self._idle("empty DATA")
+        elif frame_type != h3c.FrameType.PUSH_PROMISE:
+            self._idle(f"frame type {frame_type:#x}")
 
     def _init_connection(self) -> None:
         # Runs inside H3Connection.__init__, before the SETTINGS frame is sent.
@@ -344,7 +407,10 @@ class CompatH3Connection(H3Connection):
         return int(stream.frame_size or 0)
 
     def reject_stream(self, stream_id: int) -> None:
-        """Drop the stream's remaining frames quietly (its message was refused)."""
+        """Drop the stream's remaining frames quietly (its message was refused); its header
+        blocks are cancelled, not decoded."""
+        if stream_id not in self._rejected:
+            self._cancel_decoding(stream_id)
         self._rejected.add(stream_id)
         stream = self._stream.get(stream_id)
         if stream is not None:
@@ -368,7 +434,26 @@ class CompatH3Connection(H3Connection):
             frame = h3c.encode_frame(h3c.FrameType.GOAWAY, encode_uint_var(identifier))
             self._quic.send_stream_data(control, frame)
 
+    def _cancel_decoding(self, stream_id: int) -> None:
+        """Tell the peer's encoder that no header block of the stream will be decoded."""
+        with contextlib.suppress(Exception):  # never decoded anything: nothing to cancel
+            decoder = self._decoder.cancel_stream(stream_id)
+            if decoder and self._local_decoder_stream_id is not None:
+                self._quic.send_stream_data(self._local_decoder_stream_id, decoder)
+
+    def _check_section(self, frame_data: bytes) -> None:
+        """Refuse a request header section over the limits before it is decoded."""
+        limit, count = self._max_field_section, self._max_field_count
+        bounds = _qpack_bounds.section_bounds(frame_data, self._max_table_capacity)
+        if limit is None or count is None or bounds is None:
+            return
+        lines, size = bounds
+        if lines > count + self._PSEUDO_ROOM or size > limit * self._BOUND_FACTOR:
+            raise _SectionTooLarge(f"header section over {count} fields or {limit} bytes")
+
     def _decode_headers(self, stream_id: int, frame_data: bytes | None) -> Headers:
+        if frame_data is not None and not self._is_client:
+            self._check_section(frame_data)
         headers: Headers = super()._decode_headers(stream_id, frame_data)
         stream = self._stream.get(stream_id)
         if (
@@ -388,12 +473,7 @@ class CompatH3Connection(H3Connection):
     ) -> list[H3Event]:
         stream_id: int = stream.stream_id
         if stream_id in self._rejected:
-            if frame_type == h3c.FrameType.HEADERS:  # decode anyway: keeps QPACK state in sync
-                with contextlib.suppress(h3c.MessageError):
-                    super()._handle_request_or_push_frame(
-                        frame_type, frame_data, stream, stream_ended
-                    )
-            return []
+            return []  # its header blocks were cancelled (reject_stream): QPACK stays in step
         delivered = stream.headers_recv_state != h3c.HeadersState.INITIAL
         try:
             events: list[H3Event] = super()._handle_request_or_push_frame(
@@ -403,7 +483,9 @@ class CompatH3Connection(H3Connection):
             if stream.push_id is not None:
                 raise
             self.reject_stream(stream_id)
-            return [StreamMessageError(stream_id, exc.reason_phrase or "malformed", delivered)]
+            reason = exc.reason_phrase or "malformed"
+            too_large = isinstance(exc, _SectionTooLarge)
+            return [StreamMessageError(stream_id, reason, delivered, too_large)]
         return events
 
     def _handle_request_or_push_end(self, stream: Any) -> list[H3Event]:
@@ -449,7 +531,8 @@ def check_compat() -> None:
         ],
     )
     if hasattr(quic, "_loss"):
-        missing += _missing(quic._loss, ["_rtt_smoothed"])
+        missing += _missing(quic._loss, ["_rtt_smoothed", "reschedule_data", "spaces"])
+        missing += _missing(quic._loss, ["handshake_confirmed", *RECOVERY_PRIVATE_STATE])
     if hasattr(quic, "_local_max_data"):
         missing += _missing(quic._local_max_data, ["used", "value", "sent"])
     stream = QuicStream(stream_id=0, max_stream_data_local=1, max_stream_data_remote=1)
@@ -468,6 +551,8 @@ def check_compat() -> None:
             "_decode_headers",
             "_init_connection",
             "_get_local_settings",
+            "_check_control_frame_type",
+            "_check_request_or_push_frame_type",
         ],
     )
     missing += _missing(h3c, ["MessageError", "FrameType", "HeadersState", "encode_frame"])
@@ -479,6 +564,7 @@ def check_compat() -> None:
             "_is_done",
             "_is_client",
             "_local_control_stream_id",
+            "_local_decoder_stream_id",
             "_max_table_capacity",
             "_blocked_streams",
             "_decoder",

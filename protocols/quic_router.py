@@ -32,6 +32,7 @@ from aioquic.quic.packet import (
 from aioquic.quic.packet_builder import QuicPacketBuilder
 
 from .events import Event
+from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
 from .quic import NetworkAddress, QuicServerConnection
 from .quic_server_ext import ServerQuicConnection
 from .quic_tokens import RETRY, TokenIssuer, reset_token, stateless_reset
@@ -56,8 +57,14 @@ class RouteResult:
 _DROPPED = RouteResult(None)
 
 
-def _invalid_token_close(version: int, source_cid: bytes, destination_cid: bytes) -> bytes:
-    """A server Initial closing the connection with INVALID_TOKEN (RFC 9000 section 8.1.3)."""
+def _initial_close(
+    version: int,
+    source_cid: bytes,
+    destination_cid: bytes,
+    error: int = QuicErrorCode.INVALID_TOKEN,
+) -> bytes:
+    """A server Initial closing the connection with ``error`` (INVALID_TOKEN: RFC 9000 section
+    8.1.3; CONNECTION_REFUSED: section 10.2.3), smaller than the client Initial it answers."""
     crypto = CryptoPair()
     crypto.setup_initial(cid=source_cid, is_client=False, version=version)
     builder = QuicPacketBuilder(
@@ -71,7 +78,7 @@ def _invalid_token_close(version: int, source_cid: bytes, destination_cid: bytes
     buf = builder.start_frame(
         QuicFrameType.TRANSPORT_CLOSE, capacity=TRANSPORT_CLOSE_FRAME_CAPACITY
     )
-    buf.push_uint_var(QuicErrorCode.INVALID_TOKEN)
+    buf.push_uint_var(error)
     buf.push_uint_var(QuicFrameType.PADDING)
     buf.push_uint_var(0)
     datagrams, _ = builder.flush()
@@ -104,6 +111,9 @@ class QuicRouter:
     ``preferred_address`` (IPv4, IPv6) is offered to clients for migration. A short-header
     packet for an unknown connection gets a stateless reset unless ``stateless_reset`` is off
     (turn it off where another process may own the connection: workers without steering).
+    ``max_connections_per_source`` (0: no limit) caps the live connections of one client IP:
+    beyond it a new connection's Initial is answered with CONNECTION_CLOSE(CONNECTION_REFUSED)
+    in an Initial packet, and the count goes down as connections are removed.
     """
 
     def __init__(
@@ -114,10 +124,12 @@ class QuicRouter:
         retry: bool = False,
         stream_buffer: int = 256 * 1024,
         max_connections: int = 10000,
+        max_connections_per_source: int = 0,
         max_streams_bidi: int = 100,
         connection_window: int | None = None,
         max_field_section_size: int = 64 * 1024,
         qpack: tuple[int, int] = (4096, 16),
+        stream_limits: StreamLimits = DEFAULT_STREAM_LIMITS,  # h3: field count and flood budgets
         cid_factory: Callable[[], bytes] | None = None,
         preferred_address: tuple[NetworkAddress | None, NetworkAddress | None] | None = None,
         stateless_reset: bool = True,
@@ -128,9 +140,14 @@ class QuicRouter:
         self._stream_buffer = stream_buffer
         self._connection_window = connection_window or 16 * stream_buffer
         self._max_connections = max_connections
+        self._max_per_source = max_connections_per_source
+        self._source_of: dict[QuicServerConnection, str] = {}
+        self._per_source: dict[str, int] = {}
+        self.refused = 0  # Initials refused by the per-source cap
         self._max_streams_bidi = max_streams_bidi
         self._max_fields = max_field_section_size
         self._qpack = qpack
+        self._stream_limits = stream_limits
         self._cid_factory = cid_factory
         self._preferred = preferred_address
         self._by_cid: dict[bytes, QuicServerConnection] = {}
@@ -153,6 +170,13 @@ class QuicRouter:
         for cid in self._cids.pop(conn, set()):
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]
+        source = self._source_of.pop(conn, None)
+        if source is not None:
+            left = self._per_source[source] - 1
+            if left:
+                self._per_source[source] = left
+            else:
+                del self._per_source[source]
 
     def receive_datagram(
         self, data: bytes, addr: NetworkAddress, now: float, ecn: int = 0
@@ -192,6 +216,8 @@ class QuicRouter:
                 or len(self._cids) >= self._max_connections
             ):
                 return _DROPPED
+            if 0 < self._max_per_source <= self._per_source.get(str(addr[0]), 0):
+                return self._refuse(header, addr)
             created = self._accept(header, addr, now)
             if not isinstance(created, QuicServerConnection):
                 return created
@@ -200,6 +226,18 @@ class QuicRouter:
         if conn.closed:
             self.remove(conn)
         return RouteResult(conn, events, [], new)
+
+    def _refuse(self, header: QuicHeader, addr: NetworkAddress) -> RouteResult:
+        """CONNECTION_REFUSED for a client IP at its connection cap (no state is kept)."""
+        assert header.version is not None
+        self.refused += 1
+        close = _initial_close(
+            header.version,
+            header.destination_cid,
+            header.source_cid,
+            QuicErrorCode.CONNECTION_REFUSED,
+        )
+        return RouteResult(None, replies=[(close, addr)])
 
     def _reset(self, cid: bytes, size: int, addr: NetworkAddress, now: float) -> RouteResult:
         """A stateless reset for a short-header packet of a connection we do not know (at most
@@ -236,16 +274,14 @@ class QuicRouter:
         checked = self._tokens.check(header.token, addr, now) if header.token else None
         if checked is None and header.token and header.token[0] == RETRY:
             # A Retry token that fails: tell the client (RFC 9000 section 8.1.3).
-            close = _invalid_token_close(header.version, header.destination_cid, header.source_cid)
+            close = _initial_close(header.version, header.destination_cid, header.source_cid)
             return RouteResult(None, replies=[(close, addr)])
         if checked is None and self._retry_wanted(now):
             return self._send_retry(header, addr, now)
         if checked is not None and checked.kind == RETRY:
             odcid, retry_scid = checked.original_dcid, header.destination_cid
             if checked.retry_scid != retry_scid:
-                close = _invalid_token_close(
-                    header.version, header.destination_cid, header.source_cid
-                )
+                close = _initial_close(header.version, header.destination_cid, header.source_cid)
                 return RouteResult(None, replies=[(close, addr)])
         tokens, issued = self._tokens, now
         quic = ServerQuicConnection(
@@ -270,10 +306,13 @@ class QuicRouter:
             stream_buffer=self._stream_buffer,
             max_field_section_size=self._max_fields,
             qpack=self._qpack,
+            stream_limits=self._stream_limits,
             on_cid_issued=lambda cid: self._add_cid(conn, cid),
             on_cid_retired=lambda cid: self._drop_cid(conn, cid),
         )
         self._cids[conn] = set()
+        source = self._source_of[conn] = str(addr[0])
+        self._per_source[source] = self._per_source.get(source, 0) + 1
         self._add_cid(conn, header.destination_cid)
         for cid in quic.host_connection_ids():
             self._add_cid(conn, cid)

@@ -91,8 +91,9 @@ class BodyChannel:
         self._wake()
 
     def abort(self, error: BaseException) -> None:
-        """Fail the reader with ``error`` (stream reset, connection lost)."""
-        if self._ended and not self._chunks:
+        """Fail the reader with ``error`` (stream reset, connection lost). A body that already
+        ended is complete: its unread chunks still go out and its end stays clean."""
+        if self._ended:
             return
         self._error = error
         self._wake()

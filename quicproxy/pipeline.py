@@ -24,7 +24,7 @@ from .request_rules import check_request
 from .session import Session
 from .streamio import StreamIO
 from .upstream.peer import HttpPeer
-from .upstream.pool import UpstreamPool
+from .upstream.pool import PooledConnection, UpstreamPool
 
 __all__ = ["ProxyServices", "run"]
 
@@ -76,7 +76,7 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
         log.exception("failure while failing request %s", session.request.path)
     finally:
         if session.response_finished and not session.stream.body.ended:
-            session.abort(ErrorCode.NO_ERROR)  # answered early: stop the upload (h1: close)
+            session.stream.stop_receiving()  # answered before the whole upload arrived
         session.stream.close()
         log_request(session, error)
 
@@ -239,14 +239,14 @@ async def _proxy_once(
         await proxy.connected_to_upstream(session, peer, reused, ctx)
         request = _upstream_request(session, services, conn.multiplexed)
         await proxy.upstream_request_filter(session, request, ctx)
-        upstream = conn.open_stream(request.to_head(), end_stream=not session.request_has_body)
+        upstream = _open_stream(conn, request, not session.request_has_body)
         upstream.informational = _informational_forwarder(session)
         if session.request_has_body:
             body_task = asyncio.create_task(
                 _pump_request(session, upstream, proxy, ctx, services.limits)
             )
         try:
-            head = await _await_response(upstream, peer)
+            head = await _await_response(upstream, peer, body_task)
         except ProxyError as exc:
             raise _retry_if_stale(exc, reused, session.request.method) from None
         if head.status == 425 and _can_resend_after_handshake(session):
@@ -276,19 +276,44 @@ def _can_resend_after_handshake(session: Session) -> bool:
     )
 
 
-async def _await_response(upstream: StreamIO, peer: HttpPeer) -> ResponseHead:
-    """The response head; the read timeout runs while the request body is fully sent."""
-    while True:
-        done, _ = await asyncio.wait({upstream.response}, timeout=peer.timeouts.read)
-        if done:
-            return upstream.response.result()
-        if not upstream.local_ended and upstream.error is None:
-            continue  # still uploading: a slow client is the client body timeout's business
-        raise ProxyError.upstream(
-            ErrorKind.READ_TIMEOUT,
-            f"no response from {peer.address} within {peer.timeouts.read:g}s",
-            retry=False,
-        )
+def _open_stream(conn: PooledConnection, request: RequestHeader, end_stream: bool) -> StreamIO:
+    """Send the request head. When the connection can take no stream after all (it closed, went
+    away or filled up while the hooks ran: a local REFUSED_STREAM), nothing reached the upstream
+    and the request may go again."""
+    try:
+        return conn.open_stream(request.to_head(), end_stream=end_stream)
+    except ProxyError as exc:
+        if exc.source is ErrorSource.UPSTREAM and not conn.reusable:
+            exc.retry = True
+        raise
+
+
+async def _await_response(
+    upstream: StreamIO, peer: HttpPeer, body_task: asyncio.Task[None] | None
+) -> ResponseHead:
+    """The response head, within the read timeout counted from the end of the request: while
+    the body is still being sent, a slow client is the client body timeout's business and an
+    upstream that stops reading the write timeout's."""
+    read = peer.timeouts.read
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Future[Any]] = {upstream.response}
+    deadline: float | None = loop.time() + read
+    if body_task is not None and not body_task.done():
+        pending.add(body_task)
+        deadline = None
+    while not upstream.response.done():
+        timeout = None if deadline is None else deadline - loop.time()
+        if timeout is not None and timeout <= 0:
+            raise ProxyError.upstream(
+                ErrorKind.READ_TIMEOUT,
+                f"no response from {peer.address} within {read:g}s",
+                retry=False,
+            )
+        done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if body_task is not None and body_task in done:
+            pending.discard(body_task)
+            deadline = loop.time() + read  # the request is sent: the read timeout starts
+    return upstream.response.result()
 
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})

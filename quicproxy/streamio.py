@@ -32,6 +32,8 @@ from .errors import ErrorKind, ErrorSource, ProxyError
 
 __all__ = ["ConnectionDriver", "StreamIO"]
 
+STOP_RECEIVING_DELAY = 0.5  # seconds between a complete early response and the reset after it
+
 
 class StreamIO:
     """One HTTP exchange on a driven connection.
@@ -105,6 +107,17 @@ class StreamIO:
             self.driver.adapter.reset_stream(self.stream_id, code)
             self.driver.schedule_flush()
         self.fail(self.driver.peer_error(ErrorKind.INTERNAL, "stream reset locally"))
+
+    def stop_receiving(self) -> None:
+        """The response is complete but the request is not: ask the client to stop sending
+        (RST_STREAM NO_ERROR on h2, STOP_SENDING on h3, closing on h1; RFC 9113 section 8.1).
+        It goes a moment later: some clients drop a response whose reset arrives with it."""
+        self.driver.loop.call_later(STOP_RECEIVING_DELAY, self._stop_receiving_now)
+
+    def _stop_receiving_now(self) -> None:
+        if not self.driver.closed and not self.body.ended:
+            self.driver.adapter.reset_stream(self.stream_id, ErrorCode.NO_ERROR)
+            self.driver.schedule_flush()
 
     def close(self) -> None:
         """Forget the stream; call once both directions are done or abandoned. Bytes still
@@ -306,9 +319,12 @@ class ConnectionDriver:
                 stream.informational(event.head)
         elif isinstance(event, StreamReset):
             if stream is not None:
-                stream.peer_failed(
-                    self.peer_error(ErrorKind.UPSTREAM_RESET, f"stream reset ({event.code.name})")
+                error = self.peer_error(
+                    ErrorKind.UPSTREAM_RESET, f"stream reset ({event.code.name})"
                 )
+                if event.code is ErrorCode.REFUSED_STREAM and error.source is ErrorSource.UPSTREAM:
+                    error.retry = True  # the upstream did not process it: safe to send again
+                stream.peer_failed(error)
         elif isinstance(event, ProtocolError):
             self._protocol_error(event, stream)
         elif isinstance(event, CapacityAvailable):
@@ -320,9 +336,13 @@ class ConnectionDriver:
             self.flush()
             self.close_transport()
 
+    def on_protocol_error(self, event: ProtocolError) -> None:
+        """The peer broke the protocol (the adapter already answered): subclasses log it."""
+
     def _protocol_error(self, event: ProtocolError, stream: StreamIO | None) -> None:
         if self.closed:
             return
+        self.on_protocol_error(event)
         kind = ErrorKind.UPSTREAM_PROTOCOL
         if self.peer_side is ErrorSource.DOWNSTREAM:
             kind = ErrorKind.DOWNSTREAM_PROTOCOL

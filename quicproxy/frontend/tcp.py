@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from protocols.events import ProtocolError
 from protocols.h1 import H1ServerAdapter
 from protocols.h2 import H2ServerAdapter
 from protocols.messages import RequestHead
@@ -48,10 +49,18 @@ class DownstreamTcp(TcpDriver):
                 max_concurrent_streams=limits.max_concurrent_streams,
                 initial_window=limits.stream_buffer,
                 max_header_list_size=limits.max_header_size,
+                max_header_count=limits.max_header_count,
+                max_premature_resets=limits.max_premature_resets,
+                max_control_frames=limits.max_control_frames,
+                max_requests=limits.max_requests_per_connection,
             )
         else:
             adapter = H1ServerAdapter(
-                scheme=b"https" if tls else b"http", max_header_size=limits.max_header_size
+                scheme=b"https" if tls else b"http",
+                max_header_size=limits.max_header_size,
+                max_request_line=limits.max_request_line,
+                max_header_count=limits.max_header_count,
+                max_requests=limits.max_requests_per_connection,
             )
         super().__init__(
             stream,
@@ -82,8 +91,17 @@ class DownstreamTcp(TcpDriver):
             self._arm_head_timer()  # the first request head is due within header_timeout
 
     def data_received(self, data: bytes) -> None:
+        pipelined = self._h1 is not None and self._request_received()
         super().data_received(data)
+        if pipelined and self.streams and not self.reading_paused:
+            # Requests pipelined behind one being answered wait in the kernel, not in memory.
+            self.reading_paused = True
+            self.set_reading(False)
         self._watch_head()
+
+    def _request_received(self) -> bool:
+        """A request is in flight and its body has fully arrived."""
+        return bool(self.streams) and all(s.body.ended for s in self.streams.values())
 
     def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
         self._cancel_head_timer()
@@ -94,6 +112,11 @@ class DownstreamTcp(TcpDriver):
         if self.going_away and not self.streams:
             self.close()
         self._watch_head()
+
+    def on_protocol_error(self, event: ProtocolError) -> None:
+        host, port = self.info.client_address
+        scope = "connection" if event.stream_id is None else f"stream {event.stream_id}"
+        log.info("%s:%d %s: %s refused: %s", host, port, self.info.protocol, scope, event.message)
 
     def on_lost(self) -> None:
         self._cancel_head_timer()
@@ -106,7 +129,7 @@ class DownstreamTcp(TcpDriver):
             return
         if self.streams:
             self._cancel_head_timer()  # a request is being served: the next head waits for it
-        elif getattr(self._h1, "reading_head", False) and self._head_timer is None:  # TEMP
+        elif self._h1.reading_head and self._head_timer is None:
             self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
@@ -121,7 +144,7 @@ class DownstreamTcp(TcpDriver):
         self._head_timer = None
         if self._h1 is None or self.closed or self.streams:
             return
-        if getattr(self._h1, "reading_head", False):  # TEMP
+        if self._h1.reading_head:
             log.info(
                 "%s:%d: request head not complete within %gs: 408",
                 *self.info.client_address,

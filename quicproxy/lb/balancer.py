@@ -59,6 +59,8 @@ class LoadBalancer:
         self.passive = PassiveHealth(name, passive) if passive else None
         self.resolve_interval = resolve_interval
         self.connector = connector
+        # per configured entry, the peers of its last good lookup (at first: the entry itself)
+        self._resolved: list[list[HttpPeer]] = [[peer] for peer in self.configured]
         self._checker: HealthChecker | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -122,26 +124,34 @@ class LoadBalancer:
 
     async def resolve(self) -> None:
         """Re-resolve host names (A and AAAA) and apply the changes; in-flight requests keep
-        the peer they started with. A failed lookup keeps the previous addresses."""
-        loop = asyncio.get_running_loop()
+        the peer they started with. A failed (or empty) lookup keeps the addresses that name
+        had before: those of its last good lookup, or the name itself if it never resolved."""
         peers: list[HttpPeer] = []
         weights: list[int] = []
-        for peer, weight in zip(self.configured, self.weights, strict=True):
+        for index, (peer, weight) in enumerate(zip(self.configured, self.weights, strict=True)):
             if _is_ip(peer.host):
-                peers.append(peer)
-                weights.append(weight)
-                continue
-            try:
-                infos = await loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                log.warning("lb: cannot resolve %s for %r: %s", peer.host, self.name, exc)
-                peers.extend(b.peer for b in self.backends if b.peer.sni == peer.host)
-                weights.extend(weight for b in self.backends if b.peer.sni == peer.host)
-                continue
-            for address in sorted({str(info[4][0]) for info in infos}):
-                peers.append(replace(peer, host=address, sni=peer.sni or peer.host))
-                weights.append(weight)
+                resolved = [peer]
+            elif addresses := await self._lookup(peer):
+                sni = peer.sni or peer.host
+                resolved = [replace(peer, host=address, sni=sni) for address in addresses]
+                self._resolved[index] = resolved
+            else:
+                resolved = self._resolved[index]
+            peers.extend(resolved)
+            weights.extend([weight] * len(resolved))
         if self.backends.replace(peers, weights):
             log.info("lb: %r now has %s", self.name, ", ".join(p.address for p in peers))
             if self._checker is not None:
                 self._checker.targets = list(self.backends)
+
+    async def _lookup(self, peer: HttpPeer) -> list[str]:
+        """The addresses of ``peer.host``, sorted; none (and a log line) when the lookup fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            log.warning("lb: cannot resolve %s for %r: %s", peer.host, self.name, exc)
+            return []
+        if not infos:
+            log.warning("lb: %s for %r resolved to no address", peer.host, self.name)
+        return sorted({str(info[4][0]) for info in infos})

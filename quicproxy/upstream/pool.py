@@ -60,6 +60,7 @@ class UpstreamPool:
         self._multiplexed: dict[PeerKey, bool] = {}  # learned from the first connection
         self._live: dict[PeerKey, set[PooledConnection]] = {}
         self._in_flight: collections.Counter[PeerKey] = collections.Counter()
+        self._leases: dict[PooledConnection, list[PeerKey]] = {}  # acquired, not yet released
         self.connections_opened = 0
         self.alt_svc = AltSvcCache()
 
@@ -75,25 +76,28 @@ class UpstreamPool:
         key = peer.key()
         if peer.max_requests and self._in_flight[key] >= peer.max_requests:
             raise self._overloaded(peer, f"{self._in_flight[key]} requests in flight")
-        target = self._alternative(peer) or peer
-        self._in_flight[target.key()] += 1
-        try:
-            return await self._acquire(target.key(), target)
-        except ProxyError as exc:
-            self._in_flight[target.key()] -= 1
-            if target is peer or exc.kind not in _FALLBACK_KINDS:
-                raise
-            self.alt_svc.mark_broken(peer, asyncio.get_running_loop().time())
-            log.warning("HTTP/3 to %s failed (%s); using TCP for a while", peer.address, exc)
-        except BaseException:
-            self._in_flight[target.key()] -= 1
-            raise
+        # A request counts against the peer it was asked for, whatever protocol carries it: a
+        # switch to HTTP/3 (another peer key) must not lift max_requests.
         self._in_flight[key] += 1
         try:
-            return await self._acquire(key, peer)
+            conn, reused = await self._acquire_for(key, peer)
         except BaseException:
             self._in_flight[key] -= 1
             raise
+        self._leases.setdefault(conn, []).append(key)
+        return conn, reused
+
+    async def _acquire_for(self, key: PeerKey, peer: HttpPeer) -> tuple[PooledConnection, bool]:
+        target = self._alternative(peer)
+        if target is not None:
+            try:
+                return await self._acquire(target.key(), target)
+            except ProxyError as exc:
+                if exc.kind not in _FALLBACK_KINDS:
+                    raise
+                self.alt_svc.mark_broken(peer, asyncio.get_running_loop().time())
+                log.warning("HTTP/3 to %s failed (%s); using TCP for a while", peer.address, exc)
+        return await self._acquire(key, peer)
 
     def _alternative(self, peer: HttpPeer) -> HttpPeer | None:
         if peer.protocol != "auto" or not peer.tls:
@@ -176,7 +180,10 @@ class UpstreamPool:
 
     def release(self, conn: PooledConnection, clean: bool) -> None:
         """An exchange on ``conn`` is over; ``clean``: both messages completed normally."""
-        key = conn.peer.key()
+        leases = self._leases.get(conn)
+        key = leases.pop() if leases else conn.peer.key()  # the key acquire() counted
+        if not leases:
+            self._leases.pop(conn, None)
         self._in_flight[key] = max(0, self._in_flight[key] - 1)
         if conn.multiplexed:
             if conn.closed:

@@ -340,6 +340,7 @@ def test_slowloris_connections_are_cut_at_the_header_timeout(
     impatient: ProxyProcess, slow_origin: RecordingOrigin, tmp_path: Path
 ) -> None:
     head = b"GET /slowloris HTTP/1.1\r\nhost: localhost\r\nx-pad: " + b"a" * 200
+    rss_before = impatient.rss_kib()
     clients = [_tls(impatient.port) for _ in range(20)]
     started = time.monotonic()
     closed_at: dict[int, float] = {}
@@ -375,6 +376,12 @@ def test_slowloris_connections_are_cut_at_the_header_timeout(
     assert sum(b" 408 " in answer for answer in answers.values()) >= len(clients) // 2
     assert normal_took is not None and normal_took < 1.0
     assert not any(r.target == b"/slowloris" for r in slow_origin.heads)
+    growth = (impatient.rss_kib() - rss_before) / 1024
+    print(
+        f"slowloris: 20 connections cut after {max(closed_at.values()):.2f} s at most; "
+        f"a normal request meanwhile took {normal_took:.3f} s; RSS {growth:+.1f} MiB"
+    )
+    assert growth < 150
 
 
 def test_a_silent_connection_is_closed_at_the_header_timeout(impatient: ProxyProcess) -> None:
@@ -478,3 +485,66 @@ def test_h1_client_leaving_closes_the_upstream_request(
     assert hung.wait_for(lambda: len(hung.heads) > before, 3)
     sock.close()
     assert _upstream_closed_soon(hung, before)
+
+
+def test_h3_client_reset_closes_the_upstream_request(
+    hung_proxy: ProxyProcess, hung: RecordingOrigin
+) -> None:
+    import asyncio
+
+    from aioquic.asyncio.client import connect
+    from aioquic.h3.connection import H3_ALPN, H3Connection
+    from aioquic.quic.configuration import QuicConfiguration
+
+    before = len(hung.heads)
+
+    async def reset_after_head() -> bool:
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+        config.verify_mode = ssl.CERT_NONE
+        config.server_name = "localhost"
+        async with connect("127.0.0.1", hung_proxy.port, configuration=config) as client:
+            quic = client._quic
+            h3 = H3Connection(quic)
+            stream_id = quic.get_next_available_stream_id()
+            authority = f"localhost:{hung_proxy.port}".encode()
+            fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority)]
+            h3.send_headers(stream_id, [*fields, (b":path", b"/h3-reset")], end_stream=True)
+            client.transmit()
+            for _ in range(150):  # the request reaches the hung origin within 3 s
+                if len(hung.heads) > before:
+                    break
+                await asyncio.sleep(0.02)
+            quic.reset_stream(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+            quic.stop_stream(stream_id, 0x10C)
+            client.transmit()
+            for _ in range(100):  # the QUIC connection stays open meanwhile
+                if hung.open_connections() == 0:
+                    return True
+                await asyncio.sleep(0.02)
+        return False
+
+    assert asyncio.run(asyncio.wait_for(reset_after_head(), 10))
+    assert len(hung.heads) > before
+
+
+def test_pipelined_bytes_behind_a_slow_request_wait_in_the_kernel(
+    hung_proxy: ProxyProcess, hung: RecordingOrigin
+) -> None:
+    before = len(hung.heads)
+    rss_before = hung_proxy.rss_kib()
+    sock = _tls(hung_proxy.port)
+    sock.sendall(b"GET /pipelined-slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
+    assert hung.wait_for(lambda: len(hung.heads) > before, 3)
+    junk = b"GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n" * 2000  # about 80 KB a write
+    sent = 0
+    sock.settimeout(2.0)
+    try:
+        for _ in range(1000):  # 80 MB at most
+            sock.sendall(junk)
+            sent += len(junk)
+    except (TimeoutError, ssl.SSLError, OSError):
+        pass
+    finally:
+        sock.close()
+    assert sent < 40 * 1024 * 1024  # the proxy stopped reading
+    assert (hung_proxy.rss_kib() - rss_before) / 1024 < 40

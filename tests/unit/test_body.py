@@ -50,3 +50,29 @@ async def test_abort_after_complete_body_is_ignored() -> None:
     channel.feed_end()
     channel.abort(ConnectionResetError("late"))
     assert await channel.read() is None
+
+
+async def test_a_connection_lost_after_the_end_does_not_truncate_unread_chunks() -> None:
+    """An upstream that sends a whole response and closes in the same read: the reader still
+    gets every chunk and a clean end, not an error in place of the end."""
+    channel = BodyChannel()
+    channel.feed(b"first")
+    channel.feed(b"last")
+    channel.feed_end()
+    channel.abort(ConnectionResetError("upstream closed the connection"))
+    assert await channel.read() == b"first"
+    assert await channel.read() == b"last"
+    assert await channel.read() is None
+
+
+async def test_bytes_over_the_limit_fail_the_reader_and_are_credited_back() -> None:
+    credited: list[int] = []
+    channel = BodyChannel(credited.append)
+    channel.set_limit(10, ValueError("too large"))
+    channel.feed(b"x" * 8)
+    channel.feed(b"y" * 8)
+    assert channel.received == 16
+    assert credited == [8]  # the dropped chunk, at once
+    assert await channel.read() == b"x" * 8
+    with pytest.raises(ValueError, match="too large"):
+        await channel.read()

@@ -149,9 +149,18 @@ def test_oversized_headers_get_431() -> None:
 
 def test_absolute_form_target() -> None:
     server = H1ServerAdapter()
-    events = server.receive_data(b"GET http://example.com/x?y HTTP/1.1\r\nhost: other\r\n\r\n")
+    events = server.receive_data(
+        b"GET http://example.com/x?y HTTP/1.1\r\nhost: example.com\r\n\r\n"
+    )
     head = events[0].head  # type: ignore[union-attr]
     assert (head.scheme, head.authority, head.path) == (b"http", b"example.com", b"/x?y")
+
+
+def test_absolute_form_with_another_host_is_refused() -> None:
+    server = H1ServerAdapter()
+    events = server.receive_data(b"GET http://example.com/x HTTP/1.1\r\nhost: other\r\n\r\n")
+    assert [type(e) for e in events] == [ProtocolError]
+    assert server.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
 def test_http10_client_is_closed_after_response() -> None:

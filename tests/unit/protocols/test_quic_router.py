@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aioquic.buffer import Buffer
+from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted
@@ -226,3 +226,44 @@ def test_retired_connection_ids_get_no_stateless_reset(router_pair: Any) -> None
     assert late.replies == [] and late.connection is None
     fresh = router.receive_datagram(b"\x40" + os.urandom(68), ("127.0.0.1", 1), 9.0)
     assert len(fresh.replies) == 1  # an ID nobody knows still gets its reset
+
+
+def test_connections_per_source_are_capped(server_config: QuicConfiguration, harness: Any) -> None:
+    """Beyond the cap, a new connection from the same IP is refused with CONNECTION_REFUSED in
+    an Initial; the others and other IPs carry on; a removed connection frees its place."""
+    router = QuicRouter(server_config, max_connections_per_source=2)
+
+    def pair(host: str, port: int) -> Any:
+        return harness.RouterPair(router, client_addr=(host, port))
+
+    first, second = pair("10.0.0.1", 1001), pair("10.0.0.1", 1002)
+    for p in (first, second):
+        p.transfer()
+        assert handshake_done(p)
+    refused = pair("10.0.0.1", 1003)
+    refused.transfer()
+    assert refused.created == 0 and not handshake_done(refused)
+    refused.client.handle_timer(refused.now + 10.0)  # the end of its draining period
+    refused.drain_client()
+    closes = [e for e in refused.quic_events if isinstance(e, ConnectionTerminated)]
+    assert closes and closes[0].error_code == 0x2  # CONNECTION_REFUSED
+    assert all(len(reply) < 1200 for reply in refused.replies)  # smaller than the Initial
+    assert router.refused >= 1 and len(router.connections()) == 2
+
+    other = pair("10.0.0.2", 1001)  # another IP is unaffected
+    other.transfer()
+    assert handshake_done(other) and len(router.connections()) == 3
+
+    first.client.close()
+    first.transfer()
+    assert first.conn is not None
+    router.remove(first.conn)  # as the listener does once the connection is closed
+    router.remove(first.conn)  # twice is harmless
+    again = pair("10.0.0.1", 1004)
+    again.transfer()
+    assert handshake_done(again) and again.created == 1
+    limitless = QuicRouter(server_config)
+    for port in range(5):
+        p = harness.RouterPair(limitless, client_addr=("10.0.0.1", 2000 + port))
+        p.transfer()
+        assert handshake_done(p)
