@@ -20,6 +20,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
 
 from . import _h2_convert as conv
+from ._message_checks import BodyMeter
 from .errors import ErrorCode, LocalProtocolError
 from .events import (
     CapacityAvailable,
@@ -30,6 +31,7 @@ from .events import (
     StreamReset,
 )
 from .flood import FloodBudget
+from .h2_compat import MeterlessH2Connection
 from .messages import Headers
 
 __all__ = [
@@ -56,6 +58,7 @@ class H2Stream:
     recv_done: bool = False  # the peer's side ended (END_STREAM), already reported
     send_done: bool = False  # our side ended
     head_sent: bool = False  # the final response head (server) / request head (client) went out
+    meter: BodyMeter | None = None  # server role: the body counted against its content-length
 
 
 class H2Adapter:
@@ -76,6 +79,7 @@ class H2Adapter:
         settings: dict[SettingCodes | int, int],
         budget: FloodBudget | None = None,
         decoder_cap: int | None = None,
+        meter_bodies: bool = False,
     ) -> None:
         if not 0 <= initial_window <= MAX_WINDOW:
             raise ValueError(f"initial_window must be within 0..{MAX_WINDOW}")
@@ -87,7 +91,8 @@ class H2Adapter:
             validate_inbound_headers=False,  # checked per stream: conv.malformed
             normalize_inbound_headers=True,
         )
-        self._conn = H2Connection(config=config)
+        # meter_bodies: the owner counts DATA against content-length (stream errors), not h2.
+        self._conn = (MeterlessH2Connection if meter_bodies else H2Connection)(config=config)
         if decoder_cap is not None:  # decode beyond the advertised limit, up to this hard cap
             self._conn.decoder = conv.CappedDecoder(decoder_cap)
         self._conn.initiate_connection()
@@ -302,10 +307,10 @@ class H2Adapter:
             if isinstance(ev, h2e.DataReceived):
                 self._on_data(ev, out)
             elif isinstance(ev, h2e.StreamEnded):
-                self._on_stream_ended(ev.stream_id, out)
+                self._on_stream_ended(ev, out)
             elif isinstance(ev, h2e.TrailersReceived):
                 stream = self._streams.get(ev.stream_id)
-                if stream is not None and not stream.recv_done:
+                if stream is not None and not stream.recv_done and self._body_ends(ev, out):
                     self._on_trailers(ev.stream_id, ev.headers, out)
             elif isinstance(ev, h2e.WindowUpdated):
                 if ev.stream_id == 0:
@@ -347,13 +352,62 @@ class H2Adapter:
             return
         if flow > len(data):  # padding is flow-controlled but never reaches the owner
             self._ack(ev.stream_id, flow - len(data))
+        stream.unacked += len(data)  # held-back bytes too: credited once the owner has them
+        if stream.meter is not None:
+            passed = stream.meter.take(data)
+            if passed is None:  # longer than declared: none of these bytes is handed on
+                self._body_error(ev.stream_id, stream, ev.stream_ended is not None, out)
+                return
+            data = passed
+            if ev.stream_ended is not None:  # the end comes with it: nothing is held back
+                tail = stream.meter.finish()
+                if tail is None:
+                    self._body_error(ev.stream_id, stream, True, out)
+                    return
+                data += tail
         if data:
-            stream.unacked += len(data)
             out.append(self._data_event(ev.stream_id, data))
 
-    def _on_stream_ended(self, stream_id: int, out: list[Event]) -> None:
+    def _body_ends(self, ev: h2e.StreamEnded | h2e.TrailersReceived, out: list[Event]) -> bool:
+        """The peer's body ended: release what the meter held back, or report the stream's
+        error instead (False) when the body is shorter than its content-length."""
+        stream = self._streams.get(ev.stream_id)
+        if stream is None or stream.meter is None:
+            return True
+        tail = stream.meter.finish()
+        if tail is None:
+            self._body_error(ev.stream_id, stream, True, out)
+            return False
+        if tail:
+            out.append(self._data_event(ev.stream_id, tail))
+        return True
+
+    def _body_error(
+        self, stream_id: int, stream: H2Stream, ended: bool, out: list[Event]
+    ) -> None:
+        """The body disagrees with its content-length: a stream error, instead of the bytes
+        or the end that would have let the owner complete the message (RFC 9113 8.1.1).
+        ``ended``: the peer's side of the stream is closed."""
+        assert stream.meter is not None
+        reason = stream.meter.problem()
+        if stream.head_sent or not self._answer_malformed(stream_id, reason, ended):
+            self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+        else:
+            self._streams.pop(stream_id, None)
+            self._release(stream_id, stream)
+        out.append(ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, reason))
+
+    def _answer_malformed(self, stream_id: int, reason: str, request_ended: bool) -> bool:
+        """Answer a malformed message on its stream (server: 400); False when the role
+        cannot, and the stream is reset instead."""
+        return False
+
+    def _on_stream_ended(self, ev: h2e.StreamEnded, out: list[Event]) -> None:
+        stream_id = ev.stream_id
         stream = self._streams.get(stream_id)
         if stream is None or stream.recv_done:  # e.g. already reported as end_stream=True
+            return
+        if not self._body_ends(ev, out):
             return
         stream.recv_done = True
         out.append(self._end_event(stream_id))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+from protocols.events import ProtocolError
 from protocols.messages import RequestHead
 
 from ..errors import ErrorKind, ProxyError
@@ -13,7 +15,9 @@ from ..pipeline import ProxyServices, run
 from ..session import DownstreamInfo, Session
 from ..streamio import StreamIO
 
-__all__ = ["RequestStarter"]
+__all__ = ["RequestStarter", "log_refusal"]
+
+log = logging.getLogger("quicproxy.frontend")
 
 
 class RequestStarter:
@@ -51,3 +55,9 @@ class RequestStarter:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def log_refusal(client: tuple[str, int], protocol: str, event: ProtocolError) -> None:
+    """One log line for a client that broke the protocol, naming the rule it broke."""
+    scope = "connection" if event.stream_id is None else f"stream {event.stream_id}"
+    log.info("%s:%d %s %s refused: %s", client[0], client[1], protocol, scope, event.message)

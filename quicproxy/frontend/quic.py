@@ -15,6 +15,7 @@ from aioquic.quic.packet import QuicProtocolVersion
 
 from protocols import quic_compat
 from protocols.errors import ErrorCode
+from protocols.events import ProtocolError
 from protocols.flood import StreamLimits
 from protocols.messages import RequestHead
 from protocols.quic import NetworkAddress, QuicFacts, QuicServerConnection
@@ -28,7 +29,7 @@ from ..net.deadline import DeadlineTimer
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
 from ..streamio import ConnectionDriver, StreamIO
-from .base import RequestStarter
+from .base import RequestStarter, log_refusal
 
 __all__ = ["QuicDriver", "QuicListener"]
 
@@ -74,6 +75,9 @@ class QuicDriver(ConnectionDriver):
             self.handshake.set_exception(ConnectionError(reason))
             self.handshake.exception()  # retrieved: nobody may be waiting
         super().connection_failed(reason)
+
+    def on_protocol_error(self, event: ProtocolError) -> None:
+        log_refusal(self.client_address, self.conn.facts.alpn or "h3", event)
 
     def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
         facts = self.conn.facts

@@ -18,7 +18,7 @@ from ..net.tcp import ByteStream
 from ..session import DownstreamInfo
 from ..streamio import StreamIO
 from ..tcpdriver import TcpDriver
-from .base import RequestStarter
+from .base import RequestStarter, log_refusal
 
 __all__ = ["DownstreamTcp", "tcp_connection_factory"]
 
@@ -114,9 +114,7 @@ class DownstreamTcp(TcpDriver):
         self._watch_head()
 
     def on_protocol_error(self, event: ProtocolError) -> None:
-        host, port = self.info.client_address
-        scope = "connection" if event.stream_id is None else f"stream {event.stream_id}"
-        log.info("%s:%d %s: %s refused: %s", host, port, self.info.protocol, scope, event.message)
+        log_refusal(self.info.client_address, self.info.protocol, event)
 
     def on_lost(self) -> None:
         self._cancel_head_timer()
