@@ -61,6 +61,7 @@ class StreamState:
     send_done: bool = False  # our side ended or was reset, or the peer sent STOP_SENDING
     reported: bool = False  # a ev.StreamReset was emitted
     peer_reset: bool = False  # the peer sent RESET_STREAM or STOP_SENDING
+    stop_deferred: bool = False  # client role: STOP_SENDING(H3_NO_ERROR), reported at the end
 
 
 class QuicStreamAdapter:
@@ -161,6 +162,12 @@ class QuicStreamAdapter:
             st.body_consumed = st.delivered  # whatever the owner still holds is moot now
         else:
             st.send_done = True
+            if not self._server and event.error_code == ErrorCode.NO_ERROR.h3_code:
+                # The server answers without the rest of our body (RFC 9114 4.1): its response
+                # is coming, so the stop is reported once the response has ended.
+                st.stop_deferred = not st.msg_done
+                if st.stop_deferred:
+                    return
         if st.visible and not st.ignored and not st.reported and not was_done:
             st.reported = True
             out.append(ev.StreamReset(event.stream_id, ErrorCode.from_h3(event.error_code)))

@@ -28,7 +28,7 @@ from .messages import (
     validate_field_name,
     validate_field_value,
 )
-from .quic_compat import CompatH3Connection, StreamMessageError
+from .quic_h3 import CompatH3Connection, StreamMessageError
 
 __all__ = [
     "H3ClientAdapter",
@@ -167,6 +167,9 @@ class _H3Adapter(QuicStreamAdapter):
         if event.stream_ended and not st.msg_done:
             st.msg_done = True
             out.append(self._end_event(stream_id))
+            if st.stop_deferred and not st.reported:
+                st.reported = True
+                out.append(ev.StreamReset(stream_id, ErrorCode.NO_ERROR))
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue a DATA frame (with FIN when ``end_stream``)."""
@@ -332,6 +335,8 @@ class H3ClientAdapter(_H3Adapter):
             *_outgoing(head.headers),
         ]
         st = self._open(stream_id, visible=True)
+        if head.method == b"HEAD":
+            self._h3.expect_no_content(stream_id)
         try:
             self._h3.send_headers(stream_id, fields, end_stream)
         except _SEND_ERRORS as exc:
@@ -349,9 +354,12 @@ class H3ClientAdapter(_H3Adapter):
     def _on_head(
         self, stream_id: int, st: StreamState, event: HeadersReceived, out: list[ev.Event]
     ) -> None:
-        status = dict(event.headers).get(b":status", b"")
+        status = int(dict(event.headers).get(b":status", b"0"))  # aioquic checked: 3 digits
+        if not 100 <= status <= 599:
+            self._refuse(stream_id, st, ErrorCode.MESSAGE_ERROR, f"invalid :status {status}", out)
+            return
         fields = [(k, v) for k, v in event.headers if not k.startswith(b":")]
-        head = ResponseHead(int(status), fields)  # aioquic checked it has three digits
+        head = ResponseHead(status, fields)
         if head.status < 200:
             out.append(ev.InformationalResponse(stream_id, head))
             return

@@ -12,7 +12,7 @@ from . import quic_compat
 from .errors import ErrorCode
 from .h3 import QuicStreamAdapter, StreamState
 from .messages import Headers, RequestHead, ResponseHead, validate_field_value
-from .quic_compat import StreamMessageError
+from .quic_h3 import StreamMessageError
 
 __all__ = ["HqServerAdapter"]
 

@@ -64,6 +64,7 @@ class StreamIO:
         if not self.response.done():
             self.response.set_exception(error)
             self.response.exception()  # mark retrieved: nobody may be waiting for it
+        self.driver.wake_writers()  # a sender waiting for capacity learns the stream is gone
 
     def peer_failed(self, error: ProxyError) -> None:
         """The peer reset the stream, broke the protocol or left: fail it and tell the owner

@@ -7,9 +7,13 @@ counts (``examples(n)`` in ``mutate.py``) scale with it.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 CI_EXAMPLES = 100
 LONG_FACTOR = 20
@@ -29,4 +33,11 @@ settings.register_profile(
     max_examples=CI_EXAMPLES * LONG_FACTOR,
     database=settings().database,  # .hypothesis/: a failure found once is replayed first
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+if PROFILE == "ci" and not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    # Without a database hypothesis still caches (source constants, unicode tables) under
+    # .hypothesis/: keep the working tree clean with a directory that is removed at exit.
+    _home = tempfile.mkdtemp(prefix="hypothesis-ci-")
+    atexit.register(shutil.rmtree, _home, True)
+    set_hypothesis_home_dir(_home)

@@ -2,7 +2,7 @@
 
 A finding that is not fixed yet is marked ``xfail(strict=True)``: once it is fixed the test
 passes, strict xfail turns that into a failure, and the marker (and the matching quirk in the
-fuzz test's ``Contract``) must go.
+fuzz test's ``Contract``, or entry in ``test_fuzz_h3_client.OPEN_FINDINGS``) must go.
 """
 
 from __future__ import annotations
@@ -14,12 +14,19 @@ from aioquic.h3.connection import H3Connection
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 
-from protocols.events import ConnectionClosed, ProtocolError, ResponseData, ResponseHeaders
+from protocols.events import (
+    ConnectionClosed,
+    ProtocolError,
+    ResponseData,
+    ResponseEnd,
+    ResponseHeaders,
+)
 from protocols.h1 import H1ClientAdapter
 from protocols.h2 import H2ClientAdapter, H2ServerAdapter
-from protocols.messages import RequestHead
+from protocols.messages import RequestHead, ResponseHead
 from protocols.quic_router import QuicRouter
 
+from .h3_upstream import Reply, UpstreamPump
 from .quic_pump import Pump, TamperingClient, server_configuration
 
 
@@ -109,3 +116,76 @@ def test_h2_client_body_on_a_head_response_is_a_stream_error() -> None:
     events = adapter.receive_data(peer.data_to_send())
     errors = [e for e in events if isinstance(e, ProtocolError)]
     assert [e.stream_id for e in errors] == [sid], errors
+
+
+# -- HTTP/3 client role (H3ClientAdapter against aioquic's server) -----------------------------
+
+
+def _h3_upstream(certificate: Any) -> UpstreamPump:
+    pump = UpstreamPump(certificate)
+    assert pump.run(lambda: pump.adapter.available_streams() > 0)
+    return pump
+
+
+H3_BODYLESS_LENGTH = (
+    "aioquic's H3Connection checks content-length against the DATA received without knowing "
+    "the request method, so a HEAD (or 304) response carrying the representation's length is "
+    "a stream error (H3_MESSAGE_ERROR) and the client gets a 502; RFC 9114 4.1.2 allows a "
+    "non-zero content-length on a response defined to have no content"
+)
+
+
+def test_h3_client_accepts_content_length_on_a_head_response(certificate: Any) -> None:
+    pump = _h3_upstream(certificate)
+    head = RequestHead(b"HEAD", b"https", b"origin.test", b"/file", [], b"3")
+    sid = pump.request(head, [], Reply([], 200, [], [b"hello"], [], length=True))
+    assert sid is not None
+    pump.run()
+    events = [e for e in pump.contract.events if getattr(e, "stream_id", None) == sid]
+    want = ResponseHead(200, [(b"content-length", b"5")])
+    assert events == [ResponseHeaders(sid, want, end_stream=True)], events
+
+
+H3_STOP_SENDING = (
+    "STOP_SENDING(H3_NO_ERROR) from an origin that answers before reading the whole request "
+    "body (RFC 9114 4.1) is reported as StreamReset(NO_ERROR) before the complete response "
+    "that follows; streamio fails the stream on StreamReset, so the client gets a 502 instead "
+    "of the origin's answer (e.g. a 413)"
+)
+
+
+def test_h3_client_keeps_a_response_after_stop_sending(certificate: Any) -> None:
+    pump = _h3_upstream(certificate)
+    head = RequestHead(b"POST", b"https", b"origin.test", b"/upload", [], b"3")
+    reply = Reply([], 413, [], [b"too large"], [], early=True)
+    sid = pump.request(head, [b"x" * 1000], reply)  # early: the body waits for the answer
+    assert sid is not None
+    pump.run()
+    pump.send_body(sid, [b"x" * 1000])  # the owner's body pump: the stream is stopped now
+    pump.run()
+    events = [e for e in pump.contract.events if getattr(e, "stream_id", None) == sid]
+    assert events[:3] == [
+        ResponseHeaders(sid, ResponseHead(413, []), end_stream=False),
+        ResponseData(sid, b"too large"),
+        ResponseEnd(sid),
+    ], events
+
+
+H3_STATUS_BELOW_100 = (
+    "aioquic only checks that :status has three digits; H3ClientAdapter turns '000' or '099' "
+    "into InformationalResponse(status=0 or 99) and then hands over the body without any "
+    "final head (the owner waits for a response head that never comes, and an h2 or h3 "
+    "client's send_informational raises LocalProtocolError); RFC 9110 15 makes statuses "
+    "outside 100..599 invalid, so this is a malformed response: a stream error"
+)
+
+
+def test_h3_client_refuses_a_status_below_100(certificate: Any) -> None:
+    pump = _h3_upstream(certificate)
+    head = RequestHead(b"GET", b"https", b"origin.test", b"/", [], b"3")
+    reply = Reply([], 200, [], [b"body"], [], spoil=(0, "status", b":status", b"000"))
+    sid = pump.request(head, [], reply)
+    assert sid is not None
+    pump.run()
+    events = [e for e in pump.contract.events if getattr(e, "stream_id", None) == sid]
+    assert [type(e) for e in events] == [ProtocolError], events

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import h11
 from hypothesis import given
@@ -62,18 +63,37 @@ H1_TOKENS = [
 
 @dataclass(frozen=True, slots=True)
 class H1Request:
-    """What one h11 client writes: a request, its framing and body."""
+    """What one client writes: a request, its framing and body.
+
+    HTTP/1.1 requests are written by a real h11 client; HTTP/1.0 ones (which h11 does not
+    send) by hand, with mixed-case field names. ``form``: origin-form (``/path``),
+    absolute-form (``scheme://host/path``, its authority matching Host up to case, the scheme
+    in any case) or asterisk-form (``OPTIONS *``). HTTP/1.0 requests may leave Host out and
+    ask for keep-alive; ``expect`` adds ``Expect: 100-continue`` to a request with a body.
+    """
 
     method: str
     path: str
     host: str
     fields: list[tuple[str, str]]
-    framing: str  # none | length | chunked
+    framing: str  # none | length | chunked (HTTP/1.1 only)
     body: list[bytes]
     trailers: list[tuple[str, str]]
+    version: str = "1.1"
+    form: str = "origin"  # origin | absolute | asterisk
+    send_host: bool = True
+    keep_alive: bool = False
+    expect: bool = False
+    target_scheme: str = "http"
+    bare: bool = False  # absolute-form without the "/" of an empty path (http://host?q)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        """The fields after Host, in wire order, as the adapter must report them."""
         out = encode_fields(self.fields)
+        if self.keep_alive:
+            out.append((b"connection", b"keep-alive"))
+        if self.expect and self.has_body:
+            out.append((b"expect", b"100-continue"))
         if self.framing == "length":
             out.append((b"content-length", str(sum(map(len, self.body))).encode()))
         elif self.framing == "chunked":
@@ -84,11 +104,39 @@ class H1Request:
     def has_body(self) -> bool:
         return self.framing == "chunked" or (self.framing == "length" and any(self.body))
 
+    @property
+    def continues(self) -> bool:
+        """The server owes a 100 Continue (h11 honours Expect from HTTP/1.1 clients only)."""
+        return self.expect and self.has_body and self.version == "1.1"
+
+    def target(self) -> str:
+        if self.form == "asterisk":
+            return "*"
+        if self.form == "absolute":
+            path = self.path[1:] if self.bare and self.path[1:2] in ("", "?") else self.path
+            return f"{self.target_scheme}://{self.host.upper()}{path}"
+        return self.path
+
+    def expected_head(self) -> RequestHead:
+        """The head the server adapter must emit for this request."""
+        absolute = self.form == "absolute"
+        authority = self.host if self.send_host else self.host.upper() if absolute else ""
+        return RequestHead(
+            self.method.encode(),
+            self.target_scheme.lower().encode() if absolute else b"https",
+            authority.encode(),
+            self.target().encode() if self.form == "asterisk" else self.path.encode(),
+            self.headers(),
+            self.version.encode(),
+        )
+
     def wire(self) -> bytes:
-        """The bytes a real h11 client sends for this request."""
+        """The bytes a real client sends for this request."""
+        if self.version == "1.0":
+            return self._wire_10()
         client = h11.Connection(h11.CLIENT)
         headers = [(b"host", self.host.encode()), *self.headers()]
-        out = client.send(h11.Request(method=self.method, target=self.path, headers=headers))
+        out = client.send(h11.Request(method=self.method, target=self.target(), headers=headers))
         assert out is not None
         body = self.body if self.framing != "none" else []
         for chunk in body:
@@ -97,18 +145,65 @@ class H1Request:
         out += client.send(h11.EndOfMessage(headers=trailers)) or b""
         return out
 
+    def _wire_10(self) -> bytes:
+        lines = [f"{self.method} {self.target()} HTTP/1.0".encode()]
+        if self.send_host:
+            lines.append(b"Host: " + self.host.encode())
+        lines += [name.title() + b": " + value for name, value in self.headers()]
+        body = b"".join(self.body) if self.framing == "length" else b""
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def h1_request(
+    base: H1Request, version: str, form: str, host_and_keep_alive: tuple[bool, bool]
+) -> H1Request:
+    """``base`` made into the given version and target form (a valid combination)."""
+    method, framing, send_host, keep_alive = base.method, base.framing, True, False
+    if version == "1.0":
+        framing = "length" if framing == "chunked" else framing  # no chunked in HTTP/1.0
+        send_host, keep_alive = host_and_keep_alive
+    if form == "asterisk":
+        method = "OPTIONS"
+    return replace(
+        base,
+        method=method,
+        framing=framing,
+        version=version,
+        form=form,
+        send_host=send_host,
+        keep_alive=keep_alive,
+    )
+
 
 hosts = st.sampled_from(["example.com", "localhost:8443", "a.b.c", "[::1]:443"])
 h1_requests = st.builds(
-    H1Request,
-    method=methods,
-    path=paths,
-    host=hosts,
-    fields=fields,
-    framing=st.sampled_from(["none", "length", "chunked"]),
-    body=bodies,
-    trailers=fields,
+    h1_request,
+    st.builds(
+        H1Request,
+        method=methods,
+        path=paths,
+        host=hosts,
+        fields=fields,
+        framing=st.sampled_from(["none", "length", "chunked"]),
+        body=bodies,
+        trailers=fields,
+        expect=st.booleans(),
+        target_scheme=st.sampled_from(["http", "https", "HTTP", "Https"]),
+        bare=st.booleans(),
+    ),
+    st.sampled_from(["1.1", "1.1", "1.1", "1.0"]),
+    st.sampled_from(["origin", "origin", "absolute", "asterisk"]),
+    st.tuples(st.booleans(), st.booleans()),
 )
+
+
+def up_to_first_10(requests: list[H1Request]) -> list[H1Request]:
+    """An HTTP/1.0 request ends the connection (h11 does not keep HTTP/1.0 connections alive
+    and says so with ``Connection: close``): a client sends nothing after it."""
+    for i, request in enumerate(requests):
+        if request.version == "1.0":
+            return requests[: i + 1]
+    return requests
 
 
 class ServerDriver:
@@ -117,6 +212,7 @@ class ServerDriver:
     def __init__(self, adapter: H1ServerAdapter) -> None:
         self.adapter = adapter
         self.contract = Contract(server=True)
+        self.out = b""
 
     def feed(self, data: bytes) -> None:
         self.handle(self.adapter.receive_data(data))
@@ -130,14 +226,17 @@ class ServerDriver:
                 ):
                     self.adapter.send_response(event.stream_id, ResponseHead(204, []), True)
                     answered = True
-            sendable(self.adapter.data_to_send())
+            self.out += sendable(self.adapter.data_to_send())
             events = self.adapter.next_events()
             if not events and not answered:
                 return
         raise AssertionError("next_events() never settled")
 
 
-@given(requests=st.lists(h1_requests, min_size=1, max_size=4), sizes=chunk_sizes)
+@given(
+    requests=st.lists(h1_requests, min_size=1, max_size=4).map(up_to_first_10),
+    sizes=chunk_sizes,
+)
 @examples(1.0)
 def test_h1_server_valid_requests_arrive_intact(
     requests: list[H1Request], sizes: list[int]
@@ -153,15 +252,7 @@ def test_h1_server_valid_requests_arrive_intact(
     assert [e.stream_id for e in heads] == list(range(1, len(requests) + 1))
     for head_event, request in zip(heads, requests, strict=True):
         sid = head_event.stream_id
-        expected = RequestHead(
-            request.method.encode(),
-            b"https",
-            request.host.encode(),
-            request.path.encode(),
-            request.headers(),
-            b"1.1",
-        )
-        assert head_event.head == expected
+        assert head_event.head == request.expected_head()
         assert head_event.end_stream is not request.has_body
         mine = [e for e in events if getattr(e, "stream_id", None) == sid]
         body = b"".join(e.data for e in mine if isinstance(e, RequestData))
@@ -170,6 +261,12 @@ def test_h1_server_valid_requests_arrive_intact(
         want = encode_fields(request.trailers) if request.framing == "chunked" else []
         assert trailers == ([want] if want else [])
         assert sum(isinstance(e, RequestEnd) for e in mine) == int(request.has_body)
+    # What the client reads back: a 100 Continue before each answer it asked one for, and an
+    # HTTP/1.0 client is told the connection closes.
+    statuses = re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", driver.out)
+    assert statuses == [s for r in requests for s in ([b"100"] if r.continues else []) + [b"204"]]
+    if requests[-1].version == "1.0":
+        assert driver.out.rsplit(b"HTTP/1.1 204 ", 1)[1].lower().count(b"connection: close") == 1
 
 
 @given(
