@@ -3,7 +3,8 @@
 Received body bytes are credited back to the peer only when the owner calls ``consumed``. h2's
 errors become events (receiving) or are swallowed when the stream is gone (sending); misuse by
 the owner raises ``LocalProtocolError``. A server-role connection also runs the flood budget
-(``protocols.flood``) over every frame the peer sends.
+(``protocols.flood``) over every frame the peer sends, and counts each request body against its
+content-length (``H2Stream.meter``; h2's own, connection-wide check is off: ``h2_compat``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import h2.events as h2e
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
+from h2.errors import ErrorCodes
 from h2.exceptions import H2Error, NoSuchStreamError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
@@ -382,25 +384,25 @@ class H2Adapter:
             out.append(self._data_event(ev.stream_id, tail))
         return True
 
-    def _body_error(
-        self, stream_id: int, stream: H2Stream, ended: bool, out: list[Event]
-    ) -> None:
+    def _body_error(self, stream_id: int, stream: H2Stream, ended: bool, out: list[Event]) -> None:
         """The body disagrees with its content-length: a stream error, instead of the bytes
         or the end that would have let the owner complete the message (RFC 9113 8.1.1).
         ``ended``: the peer's side of the stream is closed."""
         assert stream.meter is not None
         reason = stream.meter.problem()
-        if stream.head_sent or not self._answer_malformed(stream_id, reason, ended):
+        if stream.head_sent:
             self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
         else:
             self._streams.pop(stream_id, None)
-            self._release(stream_id, stream)
+            self._release(stream_id, stream)  # before the answer closes h2's stream
+            self._answer_malformed(stream_id, reason, ended)
         out.append(ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, reason))
 
-    def _answer_malformed(self, stream_id: int, reason: str, request_ended: bool) -> bool:
-        """Answer a malformed message on its stream (server: 400); False when the role
-        cannot, and the stream is reset instead."""
-        return False
+    def _answer_malformed(self, stream_id: int, reason: str, request_ended: bool) -> None:
+        """Answer a malformed message the peer sent, on its stream: the server role sends a
+        400, the client role resets the stream."""
+        with self._guard(stream_id):
+            self._conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
     def _on_stream_ended(self, ev: h2e.StreamEnded, out: list[Event]) -> None:
         stream_id = ev.stream_id

@@ -20,6 +20,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.utilities import HeaderValidationFlags, validate_headers
 from hpack import Decoder
 
+from ._message_checks import declared_length, path_problem
 from .messages import Headers, RequestHead, ResponseHead, validate_field_name
 
 __all__ = [
@@ -215,8 +216,12 @@ def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
     authority: bytes | None = None
     path: bytes | None = None
     protocol: bytes | None = None
+    length_kept: bytes | None = None
     host: bytes | None = None
     headers: Headers = []
+    length = declared_length(raw)
+    if isinstance(length, str):
+        return length
     for name, value in raw:
         if name[:1] == b":":
             if name == b":method":
@@ -234,8 +239,10 @@ def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
                 host = value
         elif not validate_field_name(name):
             return f"invalid field name {name!r}"
-        else:
-            headers.append((name, value))
+        elif name != b"content-length" or length_kept is None:
+            headers.append((name, value))  # repeated equal content-lengths collapse into one
+            if name == b"content-length":
+                length_kept = value
     if not method:
         return "missing :method"
     if protocol is not None:
@@ -248,10 +255,11 @@ def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
         return RequestHead(method, b"", authority, b"", headers, http_version=b"2")
     if not scheme:
         return "missing :scheme"
-    if not path:
+    if path is None:
         return "missing :path"
-    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
-        return "invalid :path"
+    problem = path_problem(method, path)
+    if problem is not None:
+        return problem
     if not authority and scheme in (b"http", b"https"):
         return "missing :authority"
     return RequestHead(method, scheme, authority, path, headers, http_version=b"2")

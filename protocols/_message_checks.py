@@ -18,7 +18,7 @@ __all__ = ["BodyMeter", "declared_length", "path_problem"]
 _PATH_FORBIDDEN = frozenset(range(0x21)) | {0x7F}  # CTLs, SP and DEL (RFC 3986 has none)
 
 
-def declared_length(fields: Iterable[tuple[bytes, bytes]]) -> int | None | str:
+def declared_length(fields: Iterable[tuple[bytes, bytes]]) -> int | str | None:
     """The request's content-length (None: absent), or why it is malformed.
 
     Every value must be ASCII digits only (RFC 9110 section 8.6: no sign, no list, no

@@ -19,6 +19,7 @@ from aioquic.quic.connection import QuicConnection
 
 from . import events as ev
 from . import quic_compat
+from ._message_checks import BodyMeter
 from .errors import ErrorCode, LocalProtocolError
 from .quic_compat import GatedQuicConnection
 
@@ -62,6 +63,7 @@ class StreamState:
     reported: bool = False  # a ev.StreamReset was emitted
     peer_reset: bool = False  # the peer sent RESET_STREAM or STOP_SENDING
     stop_deferred: bool = False  # client role: STOP_SENDING(H3_NO_ERROR), reported at the end
+    meter: BodyMeter | None = None  # h3 server: the request body against its content-length
 
 
 class QuicStreamAdapter:

@@ -22,6 +22,7 @@ from ._h2_base import (
     H2Adapter,
     H2Stream,
 )
+from ._message_checks import BodyMeter, declared_length
 from .errors import ErrorCode, LocalProtocolError
 from .events import (
     Event,
@@ -60,6 +61,12 @@ class H2ServerAdapter(H2Adapter):
     (0: no limit) a graceful GOAWAY sends the client to a new connection. The flood budget
     (``max_premature_resets``, ``max_control_frames``; see ``protocols.flood``) ends the
     connection with GOAWAY(ENHANCE_YOUR_CALM) and a ProtocolError(None, ENHANCE_YOUR_CALM).
+
+    Downgrade smuggling: a differing or malformed content-length, or a bad ``:path``, is a 400
+    on its stream; a body that disagrees with its content-length (counted here, not by h2:
+    ``protocols.h2_compat``) is a 400 (RST_STREAM(PROTOCOL_ERROR) once the response started)
+    and a ProtocolError in place of the bytes or the RequestEnd that would complete it
+    (``protocols._message_checks.BodyMeter``).
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class H2ServerAdapter(H2Adapter):
             settings={SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams},
             budget=self._flood,
             decoder_cap=max_header_list_size * _DECODE_FACTOR,
+            meter_bodies=True,
         )
         self._max_field_bytes = max_header_list_size
         self._max_header_count = max_header_count
@@ -148,8 +156,19 @@ class H2ServerAdapter(H2Adapter):
             self._reject(stream_id, head, ended)
             out.append(ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, head))
             return
-        self._streams[stream_id] = H2Stream(recv_done=ended)
+        expected = declared_length(head.headers)  # request_head has checked its form
+        assert not isinstance(expected, str)
+        if ended and expected:
+            reason = f"content-length {expected} on a request without a body"
+            self._reject(stream_id, reason, ended)
+            out.append(ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, reason))
+            return
+        meter = BodyMeter(expected) if expected is not None else None
+        self._streams[stream_id] = H2Stream(recv_done=ended, meter=meter)
         out.append(RequestHeaders(stream_id, head, ended))
+
+    def _answer_malformed(self, stream_id: int, reason: str, request_ended: bool) -> None:
+        self._reject(stream_id, reason, request_ended)
 
     def _reject(self, stream_id: int, reason: str, request_ended: bool, status: int = 400) -> None:
         """Answer a malformed request with 400 (or 431) on its own stream; the connection lives

@@ -16,6 +16,7 @@ from aioquic.quic.connection import QuicConnection
 
 from . import events as ev
 from . import quic_compat
+from ._message_checks import BodyMeter, declared_length, path_problem
 from ._quic_streams import SEND_ERRORS as _SEND_ERRORS
 from ._quic_streams import QuicStreamAdapter, StreamState, connection_closed
 from .errors import ErrorCode, LocalProtocolError
@@ -59,6 +60,10 @@ def _parse_request(
     fields: Headers = []
     host: bytes | None = None
     size = 0
+    length = declared_length(headers)
+    if isinstance(length, str):
+        return ErrorCode.MESSAGE_ERROR, length
+    length_kept = False
     for name, value in headers:
         size += len(name) + len(value) + 32
         label = name.decode("latin-1")
@@ -74,13 +79,17 @@ def _parse_request(
             return ErrorCode.MESSAGE_ERROR, f"invalid header name {label}"
         elif name == b"host":
             host = value if host is None else host
-        else:
+        elif name != b"content-length" or not length_kept:  # equal repeats collapse
+            length_kept = length_kept or name == b"content-length"
             fields.append((name, value))
     if size > limit or (max_count is not None and len(fields) > max_count):
         return ErrorCode.HEADERS_TOO_LARGE, "header section too large"
     missing = [n.decode() for n in (b":method", b":scheme", b":path") if not pseudo.get(n)]
     if missing:
         return ErrorCode.MESSAGE_ERROR, "missing " + ", ".join(missing)
+    problem = path_problem(pseudo[b":method"], pseudo[b":path"])
+    if problem is not None:
+        return ErrorCode.MESSAGE_ERROR, problem
     authority = pseudo.get(b":authority", host or b"")
     return RequestHead(
         pseudo[b":method"], pseudo[b":scheme"], authority, pseudo[b":path"], fields, b"3"
@@ -160,16 +169,40 @@ class _H3Adapter(QuicStreamAdapter):
             self._on_head(stream_id, st, event, out)
             return
         if isinstance(event, HeadersReceived):
+            if st.meter is not None and not self._metered(stream_id, st, b"", True, out):
+                return
             out.append(self._trailers_event(stream_id, list(event.headers)))
-        elif event.data:
-            st.delivered += len(event.data)
-            out.append(self._data_event(stream_id, event.data))
+        elif event.data or st.meter is not None:
+            st.delivered += len(event.data)  # held-back bytes too: credited once consumed
+            if not self._metered(stream_id, st, event.data, event.stream_ended, out):
+                return
         if event.stream_ended and not st.msg_done:
             st.msg_done = True
             out.append(self._end_event(stream_id))
             if st.stop_deferred and not st.reported:
                 st.reported = True
                 out.append(ev.StreamReset(stream_id, ErrorCode.NO_ERROR))
+
+    def _metered(
+        self, stream_id: int, st: StreamState, data: bytes, ended: bool, out: list[ev.Event]
+    ) -> bool:
+        """Hand on what ``st.meter`` releases of ``data`` (all of it without a meter); False
+        after a stream error when the body disagrees with its content-length."""
+        meter = st.meter
+        passed: bytes | None = data
+        if meter is not None:
+            passed = meter.take(data)
+            if passed is not None and ended:
+                tail = meter.finish()
+                passed = None if tail is None else passed + tail
+        if passed is None:
+            assert meter is not None
+            out.append(ev.ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, meter.problem()))
+            self.reset_stream(stream_id, ErrorCode.MESSAGE_ERROR)
+            return False
+        if passed:
+            out.append(self._data_event(stream_id, passed))
+        return True
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue a DATA frame (with FIN when ``end_stream``)."""
@@ -197,6 +230,11 @@ class H3ServerAdapter(_H3Adapter):
     431 on its own stream. The flood budget (``protocols.flood``: ``max_premature_resets``,
     ``max_control_frames``) closes the connection with H3_EXCESSIVE_LOAD on breach and emits
     ProtocolError(None, ENHANCE_YOUR_CALM).
+
+    A differing or malformed content-length or a bad ``:path`` is a 400 on its stream; a body
+    that disagrees with its content-length is RESET_STREAM(H3_MESSAGE_ERROR) and a
+    ProtocolError in place of the bytes or the RequestEnd that would complete it (aioquic
+    checks only at the end of the stream, after handing the bytes on: ``BodyMeter``).
     """
 
     def __init__(
@@ -260,6 +298,9 @@ class H3ServerAdapter(_H3Adapter):
             return
         st.headers = st.visible = True
         st.msg_done = event.stream_ended
+        length = declared_length(parsed.headers)  # _parse_request checked its form
+        if isinstance(length, int) and not event.stream_ended:
+            st.meter = BodyMeter(length)
         out.append(ev.RequestHeaders(stream_id, parsed, event.stream_ended))
 
     def _check_pending(self, stream_id: int, st: StreamState, out: list[ev.Event]) -> None:

@@ -90,7 +90,6 @@ H2_STREAM_ERROR = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=H2_STREAM_ERROR)
 def test_h2_server_content_length_mismatch_is_a_stream_error() -> None:
     adapter, peer = H2ServerAdapter(), _h2_peer(client_side=True)
     _settle(adapter, peer)
