@@ -20,7 +20,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.utilities import HeaderValidationFlags, validate_headers
 from hpack import Decoder
 
-from ._message_checks import declared_length, path_problem
+from ._message_checks import authority_problem, declared_length, path_problem
 from .messages import Headers, RequestHead, ResponseHead, validate_field_name
 
 __all__ = [
@@ -262,6 +262,9 @@ def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead | str:
         return problem
     if not authority and scheme in (b"http", b"https"):
         return "missing :authority"
+    problem = authority_problem(authority)
+    if problem is not None:
+        return problem
     return RequestHead(method, scheme, authority, path, headers, http_version=b"2")
 
 

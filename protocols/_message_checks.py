@@ -10,10 +10,15 @@ the upstream request, or the origin see a complete body, before the length is kn
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["BodyMeter", "declared_length", "path_problem"]
+__all__ = ["AUTHORITY", "BodyMeter", "authority_problem", "declared_length", "path_problem"]
+
+_HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~!$&'()*+,;=%]*)"
+AUTHORITY = re.compile(_HOST + rb"(?::[0-9]*)?")
+"""host[:port] as RFC 3986 allows it (reg-name, IPv4, [IPv6]): no space, ``@`` or ``/``."""
 
 _PATH_FORBIDDEN = frozenset(range(0x21)) | {0x7F}  # CTLs, SP and DEL (RFC 3986 has none)
 
@@ -34,6 +39,13 @@ def declared_length(fields: Iterable[tuple[bytes, bytes]]) -> int | str | None:
             return "differing content-length values"
         length = parsed
     return length
+
+
+def authority_problem(authority: bytes) -> str | None:
+    """Why ``:authority`` (or Host) cannot go upstream, where it becomes an HTTP/1.1 Host."""
+    if AUTHORITY.fullmatch(authority) is None:
+        return "invalid :authority"
+    return None
 
 
 def path_problem(method: bytes, path: bytes) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ._message_checks import AUTHORITY
+
 __all__ = [
     "BODY_CHUNKED",
     "BODY_UNTIL_CLOSE",
@@ -38,8 +40,6 @@ _FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):([\t\x20-\x7e\x80-\xff]*)")
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _CHUNK_EXT = rb"(?:;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?[ \t]*)*" % (_TOKEN, _TOKEN, _QUOTED)
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(" + _CHUNK_EXT + rb")")
-_HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~!$&'()*+,;=%]*)"
-_AUTHORITY = re.compile(_HOST + rb"(?::[0-9]*)?")
 _CONNECT_TARGET = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~!$&'()*+,;=%]+):[0-9]{1,5}")
 _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?]*)([/?].*)?")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
@@ -181,7 +181,7 @@ def request_body(facts: HeadFacts, method: bytes, target: bytes) -> int:
     host = facts.hosts[0] if facts.hosts else None
     if host is None and facts.version == b"1.1":
         raise H1Violation(400, "missing Host")
-    if host is not None and _AUTHORITY.fullmatch(host) is None:
+    if host is not None and AUTHORITY.fullmatch(host) is None:
         raise H1Violation(400, "invalid Host")
     _check_target(method, target, host)
     if facts.codings and facts.version == b"1.0":
@@ -206,7 +206,7 @@ def _check_target(method: bytes, target: bytes, host: bytes | None) -> None:
     match = _ABSOLUTE.fullmatch(target)
     if match is not None:
         authority = match.group(1)
-        if not authority or _AUTHORITY.fullmatch(authority) is None:
+        if not authority or AUTHORITY.fullmatch(authority) is None:
             raise H1Violation(400, "malformed request-target")
         if host is not None and authority.lower() != host.lower():
             raise H1Violation(400, "absolute-form authority differs from Host")

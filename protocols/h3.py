@@ -16,7 +16,7 @@ from aioquic.quic.connection import QuicConnection
 
 from . import events as ev
 from . import quic_compat
-from ._message_checks import BodyMeter, declared_length, path_problem
+from ._message_checks import BodyMeter, authority_problem, declared_length, path_problem
 from ._quic_streams import SEND_ERRORS as _SEND_ERRORS
 from ._quic_streams import QuicStreamAdapter, StreamState, connection_closed
 from .errors import ErrorCode, LocalProtocolError
@@ -91,6 +91,9 @@ def _parse_request(
     if problem is not None:
         return ErrorCode.MESSAGE_ERROR, problem
     authority = pseudo.get(b":authority", host or b"")
+    problem = authority_problem(authority)
+    if problem is not None:
+        return ErrorCode.MESSAGE_ERROR, problem
     return RequestHead(
         pseudo[b":method"], pseudo[b":scheme"], authority, pseudo[b":path"], fields, b"3"
     )

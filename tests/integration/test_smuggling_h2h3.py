@@ -98,6 +98,16 @@ CASES: dict[str, Case] = {
     "pseudo-after-regular": Case(
         pseudo=[*pseudo(b"/smuggle")[:3], (b"x-a", b"1"), (b":path", b"/smuggle")]
     ),
+    # -- :authority becomes the HTTP/1.1 Host upstream
+    "authority-space": Case(
+        pseudo=[*pseudo(b"/smuggle")[:2], (b":authority", b"a b"), (b":path", b"/smuggle")]
+    ),
+    "authority-userinfo": Case(
+        pseudo=[*pseudo(b"/smuggle")[:2], (b":authority", b"user@evil"), (b":path", b"/smuggle")]
+    ),
+    "authority-slash": Case(
+        pseudo=[*pseudo(b"/smuggle")[:2], (b":authority", b"a/b"), (b":path", b"/smuggle")]
+    ),
 }
 
 
