@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ProxyProcess, run_proxy, write_config
+from tests.support.rawclients import tls_socket
 from tests.support.recording import RecordingOrigin
 
 POST = b"POST /smuggle HTTP/1.1\r\nHost: localhost\r\n"
@@ -60,14 +61,9 @@ class Reply:
 
 
 def _connect(port: int, tls: bool) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    if not tls:
-        return sock
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    return context.wrap_socket(sock, server_hostname="localhost")
+    if tls:
+        return tls_socket(port)
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 def exchange(port: int, *parts: bytes, pause: float = 0.0, tls: bool = False) -> Reply:

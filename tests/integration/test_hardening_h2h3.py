@@ -9,7 +9,6 @@ start. The figures are printed (run with -s to see them).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from hyperframe.frame import (
 
 from tests.support.clients import peak_rss
 from tests.support.procs import ProxyProcess, curl, run_proxy, write_config
+from tests.support.rawclients import tls_socket
 from tests.support.recording import RecordingOrigin
 
 REQUEST = [
@@ -62,12 +62,7 @@ def proxy(
 
 
 def h2_connect(port: int) -> tuple[ssl.SSLSocket, H2Connection]:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock = context.wrap_socket(raw, server_hostname="localhost")
+    sock = tls_socket(port, "h2")
     assert sock.selected_alpn_protocol() == "h2"
     conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     conn.initiate_connection()

@@ -12,13 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 
 from tests.support.clients import H3Request, aioquic_requests, curl_request
 from tests.support.procs import CURL, ProxyProcess, run_proxy, write_config
+from tests.support.rawclients import H2Client, tls_socket
 from tests.support.recording import OriginRequest, RecordingOrigin
 
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -30,15 +28,6 @@ def _proxy(
     config = write_config(tmp / "proxy.toml", origin.port, extra=extra, cert_dir=cert_dir)
     with run_proxy(["run", "-c", str(config)]) as proxy:
         yield proxy
-
-
-def _tls(port: int, alpn: str = "http/1.1", timeout: float = 5.0) -> ssl.SSLSocket:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols([alpn])
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    return context.wrap_socket(raw, server_hostname="localhost")
 
 
 def _read_all(sock: socket.socket, limit: float = 5.0) -> bytes:
@@ -57,62 +46,6 @@ def _read_all(sock: socket.socket, limit: float = 5.0) -> bytes:
             break
         data += chunk
     return data
-
-
-class H2Client:
-    """An h2-library client over TLS, for streams a normal client would not send."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = _tls(port, "h2")
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.flush()
-
-    def flush(self) -> None:
-        self.sock.sendall(self.conn.data_to_send())
-
-    def request(self, headers: list[tuple[str, str]], end_stream: bool = True) -> int:
-        stream_id = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream_id, headers, end_stream=end_stream)
-        self.flush()
-        return stream_id
-
-    def events(self, limit: float = 5.0, until: type | None = None) -> list[h2.events.Event]:
-        """Events until one of type ``until`` (or the connection closes, or ``limit`` s)."""
-        out: list[h2.events.Event] = []
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, ssl.SSLError, OSError):
-                break
-            if not data:
-                break
-            new = self.conn.receive_data(data)
-            self.flush()
-            out += new
-            if until is not None and any(isinstance(e, until) for e in new):
-                break
-        return out
-
-    def status(self, stream_id: int, limit: float = 5.0) -> int:
-        for event in self.events(limit, until=h2.events.StreamEnded):
-            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
-                return int(dict(event.headers)[b":status"])
-        return 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _h2_headers(port: int, method: str, path: str) -> list[tuple[str, str]]:
-    return [
-        (":method", method),
-        (":scheme", "https"),
-        (":authority", f"localhost:{port}"),
-        (":path", path),
-    ]
 
 
 # --- paths: normalized before routing, and the routed path is the forwarded path --------------
@@ -189,9 +122,9 @@ def test_connect_is_refused_over_h2(
     before = len(site.heads) + len(api.heads)
     client = H2Client(routed.port)
     try:
-        stream_id = client.request([(":method", "CONNECT"), (":authority", "example.com:443")])
+        stream_id = client.send([(":method", "CONNECT"), (":authority", "example.com:443")])
         assert client.status(stream_id) == 501
-        ok = client.request(_h2_headers(routed.port, "GET", "/after-connect"))
+        ok = client.request("GET", "/after-connect")
         assert client.status(ok) == 200
     finally:
         client.close()
@@ -341,7 +274,7 @@ def test_slowloris_connections_are_cut_at_the_header_timeout(
 ) -> None:
     head = b"GET /slowloris HTTP/1.1\r\nhost: localhost\r\nx-pad: " + b"a" * 200
     rss_before = impatient.rss_kib()
-    clients = [_tls(impatient.port) for _ in range(20)]
+    clients = [tls_socket(impatient.port) for _ in range(20)]
     started = time.monotonic()
     closed_at: dict[int, float] = {}
     answers: dict[int, bytes] = {i: b"" for i in range(len(clients))}
@@ -385,7 +318,7 @@ def test_slowloris_connections_are_cut_at_the_header_timeout(
 
 
 def test_a_silent_connection_is_closed_at_the_header_timeout(impatient: ProxyProcess) -> None:
-    sock = _tls(impatient.port)
+    sock = tls_socket(impatient.port)
     started = time.monotonic()
     assert _read_all(sock, limit=5) == b""
     assert 0.8 < time.monotonic() - started < 2.5
@@ -393,7 +326,7 @@ def test_a_silent_connection_is_closed_at_the_header_timeout(impatient: ProxyPro
 
 
 def test_keep_alive_idle_connection_is_closed(impatient: ProxyProcess) -> None:
-    sock = _tls(impatient.port)
+    sock = tls_socket(impatient.port)
     sock.sendall(b"GET /keepalive HTTP/1.1\r\nhost: localhost\r\n\r\n")
     started = time.monotonic()
     data = _read_all(sock, limit=6)
@@ -405,7 +338,7 @@ def test_keep_alive_idle_connection_is_closed(impatient: ProxyProcess) -> None:
 def test_a_stalled_body_is_408_and_never_completes_upstream(
     impatient: ProxyProcess, slow_origin: RecordingOrigin
 ) -> None:
-    sock = _tls(impatient.port)
+    sock = tls_socket(impatient.port)
     sock.sendall(
         b"POST /stalled HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n" + b"x" * 10
     )
@@ -420,7 +353,7 @@ def test_a_stalled_body_is_408_and_never_completes_upstream(
 def test_a_trickled_body_is_408_at_the_request_timeout(
     impatient: ProxyProcess, slow_origin: RecordingOrigin
 ) -> None:
-    sock = _tls(impatient.port)
+    sock = tls_socket(impatient.port)
     sock.sendall(b"POST /trickle HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n")
     started = time.monotonic()
     data = b""
@@ -467,7 +400,7 @@ def test_h2_client_reset_closes_the_upstream_request(
     before = len(hung.heads)
     client = H2Client(hung_proxy.port)
     try:
-        stream_id = client.request(_h2_headers(hung_proxy.port, "GET", "/reset-me"))
+        stream_id = client.request("GET", "/reset-me")
         assert hung.wait_for(lambda: len(hung.heads) > before, 3)
         client.conn.reset_stream(stream_id)
         client.flush()
@@ -480,7 +413,7 @@ def test_h1_client_leaving_closes_the_upstream_request(
     hung_proxy: ProxyProcess, hung: RecordingOrigin
 ) -> None:
     before = len(hung.heads)
-    sock = _tls(hung_proxy.port)
+    sock = tls_socket(hung_proxy.port)
     sock.sendall(b"GET /leave HTTP/1.1\r\nhost: localhost\r\n\r\n")
     assert hung.wait_for(lambda: len(hung.heads) > before, 3)
     sock.close()
@@ -532,7 +465,7 @@ def test_pipelined_bytes_behind_a_slow_request_wait_in_the_kernel(
 ) -> None:
     before = len(hung.heads)
     rss_before = hung_proxy.rss_kib()
-    sock = _tls(hung_proxy.port)
+    sock = tls_socket(hung_proxy.port)
     sock.sendall(b"GET /pipelined-slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
     assert hung.wait_for(lambda: len(hung.heads) > before, 3)
     junk = b"GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n" * 2000  # about 80 KB a write

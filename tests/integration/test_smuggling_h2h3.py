@@ -10,7 +10,6 @@ and the normal stream must still get 200.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 
 from tests.support.procs import ProxyProcess, run_proxy, write_config
+from tests.support.rawclients import tls_socket
 from tests.support.recording import RecordingOrigin
 
 Fields = list[tuple[bytes, bytes]]
@@ -152,12 +152,7 @@ def proxy(
 
 
 def h2_exchange(port: int, case: Case, path: bytes, neighbour: bytes) -> Outcome:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock = context.wrap_socket(raw, server_hostname="localhost")
+    sock = tls_socket(port, "h2")
     assert sock.selected_alpn_protocol() == "h2"
     conn = H2Connection(
         H2Configuration(

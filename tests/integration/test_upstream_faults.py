@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -26,6 +23,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 
 from tests.support.procs import CURL, ProxyProcess, run_proxy, write_config
+from tests.support.rawclients import H2Client, tls_socket
 from tests.support.recording import OriginRequest, RecordingOrigin
 
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -189,58 +187,6 @@ async def _h3_fetch(port: int, path: str, data: bytes | None) -> Got:
     return Got(status, bytes(body), ended, time.monotonic() - started)
 
 
-def _tls(port: int, alpn: str) -> ssl.SSLSocket:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols([alpn])
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    return context.wrap_socket(raw, server_hostname="localhost")
-
-
-class H2Client:
-    """The h2 library over TLS, for clients that give up half way."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.sock = _tls(port, "h2")
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.flush()
-
-    def flush(self) -> None:
-        self.sock.sendall(self.conn.data_to_send())
-
-    def request(self, method: str, path: str, headers: list[tuple[str, str]], end: bool) -> int:
-        stream_id = self.conn.get_next_available_stream_id()
-        fields = [(":method", method), (":scheme", "https"), (":path", path)]
-        fields += [(":authority", f"localhost:{self.port}"), *headers]
-        self.conn.send_headers(stream_id, fields, end_stream=end)
-        self.flush()
-        return stream_id
-
-    def receive(self, want: int, limit: float = 5.0) -> int:
-        """Read (never crediting it back) until ``want`` body bytes came; returns the count."""
-        got = 0
-        deadline = time.monotonic() + limit
-        while got < want and time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, ssl.SSLError, OSError):
-                break
-            if not data:
-                break
-            for event in self.conn.receive_data(data):
-                if isinstance(event, h2.events.DataReceived):
-                    got += len(event.data)
-            self.flush()
-        return got
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def _closed_soon(origin: RecordingOrigin, limit: float = 2.5) -> bool:
     return origin.wait_for(lambda: origin.open_connections() == 0, limit)
 
@@ -275,7 +221,7 @@ def test_hung_upstream_is_504_at_the_read_timeout_and_its_connection_closed(
 def test_read_timeout_counts_from_the_end_of_a_slow_upload(faults: Faults) -> None:
     """The body trickles in for 1.5 s, the origin answers 1.2 s after it got the whole body:
     within read_timeout = 2 of the request's end, so a 200 (not a 504 at 2 s)."""
-    sock = _tls(faults.proxy.port, "http/1.1")
+    sock = tls_socket(faults.proxy.port, "http/1.1")
     try:
         sock.sendall(b"POST /slow/up HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n")
         for _ in range(10):
@@ -371,7 +317,7 @@ def test_h2_client_aborting_an_upload_aborts_the_upstream_request(faults: Faults
 def test_h1_client_aborting_an_upload_aborts_the_upstream_request(faults: Faults) -> None:
     origin = faults.origins["upload"]
     before = _upload_state(origin)
-    sock = _tls(faults.proxy.port, "http/1.1")
+    sock = tls_socket(faults.proxy.port, "http/1.1")
     try:
         sock.sendall(
             b"POST /upload/h1 HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000000\r\n\r\n"
@@ -403,7 +349,7 @@ def test_h2_client_aborting_a_download_stops_the_upstream_read(faults: Faults) -
 
 def test_h1_client_aborting_a_download_stops_the_upstream_read(faults: Faults) -> None:
     origin = faults.origins["big"]
-    sock = _tls(faults.proxy.port, "http/1.1")
+    sock = tls_socket(faults.proxy.port, "http/1.1")
     try:
         sock.sendall(b"GET /big/h1 HTTP/1.1\r\nhost: localhost\r\n\r\n")
         got = 0
