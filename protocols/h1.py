@@ -51,7 +51,7 @@ class H1ServerAdapter(H1Base):
         max_header_size: int = 64 * 1024,
         max_request_line: int = 8 * 1024,
         max_header_count: int = 100,
-        max_requests: int = 1000,
+        max_requests: int = 10_000,
     ) -> None:
         super().__init__(h11.SERVER, max(max_header_size, max_request_line) + SLACK)
         self._scan = H1Scanner(

@@ -79,7 +79,7 @@ class H2ServerAdapter(H2Adapter):
         max_header_count: int = 100,
         max_premature_resets: int = 100,
         max_control_frames: int = 1000,
-        max_requests: int = 1000,
+        max_requests: int = 10_000,
     ) -> None:
         if max_header_count <= 0 or max_requests < 0:
             raise ValueError("max_header_count must be positive, max_requests not negative")

@@ -96,7 +96,7 @@ class LimitsConfig:
     max_header_size: int = 64 * 1024  # header section (h1 bytes, h2/h3 decoded); beyond it 431
     max_header_count: int = 100  # header fields per request; beyond it 431
     max_body_size: int = 1 << 30  # request body bytes; beyond it 413; 0 = no limit
-    max_requests_per_connection: int = 1000  # then Connection: close / GOAWAY; 0 = no limit
+    max_requests_per_connection: int = 10_000  # then Connection: close / GOAWAY; 0 = no limit
     max_premature_resets: int = 100  # h2/h3 Rapid Reset budget (streams reset before answered)
     max_control_frames: int = 1000  # h2/h3 frames doing no work in a row (PING, SETTINGS, ...)
     normalize_path: bool = True  # remove dot-segments (RFC 3986 5.2.4); above the root: 400
@@ -475,7 +475,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
         max_header_size=lim.integer("max_header_size", 64 * 1024, minimum=4096, maximum=2**20),
         max_header_count=lim.integer("max_header_count", 100, minimum=8, maximum=10000),
         max_body_size=lim.integer("max_body_size", 1 << 30),
-        max_requests_per_connection=lim.integer("max_requests_per_connection", 1000),
+        max_requests_per_connection=lim.integer("max_requests_per_connection", 10_000),
         max_premature_resets=lim.integer("max_premature_resets", 100, minimum=1),
         max_control_frames=lim.integer("max_control_frames", 1000, minimum=10),
         normalize_path=lim.get("normalize_path", bool, True),
