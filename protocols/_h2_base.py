@@ -3,8 +3,9 @@
 Received body bytes are credited back to the peer only when the owner calls ``consumed``. h2's
 errors become events (receiving) or are swallowed when the stream is gone (sending); misuse by
 the owner raises ``LocalProtocolError``. A server-role connection also runs the flood budget
-(``protocols.flood``) over every frame the peer sends, and counts each request body against its
-content-length (``H2Stream.meter``; h2's own, connection-wide check is off: ``h2_compat``).
+(``protocols.flood``) over every frame the peer sends. Both roles count each received body
+against its content-length (``H2Stream.meter``; h2's own, connection-wide check is off:
+``h2_compat``), so a mismatch is an error of that stream only.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class H2Stream:
     recv_done: bool = False  # the peer's side ended (END_STREAM), already reported
     send_done: bool = False  # our side ended
     head_sent: bool = False  # the final response head (server) / request head (client) went out
-    meter: BodyMeter | None = None  # server role: the body counted against its content-length
+    meter: BodyMeter | None = None  # the received body counted against its content-length
+    method: bytes = b""  # client role: the request's method (HEAD and CONNECT shape the body)
 
 
 class H2Adapter:

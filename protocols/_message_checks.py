@@ -6,6 +6,8 @@ request whose DATA disagrees with its content-length must never reach the origin
 before any of them is handed on, and the byte that completes the declared length is held back
 until the end of the stream confirms it (unless the end comes with it), so the owner cannot end
 the upstream request, or the origin see a complete body, before the length is known to agree.
+The HTTP/2 client role meters response bodies the same way, so that a bad upstream response is
+never passed on as complete.
 """
 
 from __future__ import annotations
@@ -64,16 +66,19 @@ def path_problem(method: bytes, path: bytes) -> str | None:
 
 @dataclass(slots=True)
 class BodyMeter:
-    """One request body counted against its declared content-length.
+    """One received body counted against its declared content-length.
 
     ``take`` returns the bytes to hand on now (None: the body is longer than declared);
     ``finish`` is called when the stream ends and returns the bytes held back (None: the body
     is shorter than declared). Without a declared length everything passes at once.
+    ``no_content``: a response without a body whatever its content-length says (a meter with
+    ``expected`` 0 that reports the DATA as such).
     """
 
     expected: int | None
     received: int = 0
     held: bytes = b""
+    no_content: bool = False  # a response that has no body at all (HEAD, 204, 304): expected 0
 
     def take(self, chunk: bytes) -> bytes | None:
         """Count ``chunk``; what the owner may have now, or None when it exceeds the length."""
@@ -96,6 +101,8 @@ class BodyMeter:
 
     def problem(self) -> str:
         """What went wrong, for the ProtocolError and the 400 text."""
+        if self.no_content:
+            return "DATA on a response that has no content"
         if self.expected is not None and self.received > self.expected:
             return f"body longer than its content-length {self.expected}"
         return f"body of {self.received} bytes shorter than its content-length {self.expected}"

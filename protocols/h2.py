@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 _ASSUMED_MAX_STREAMS = 100  # until the server's SETTINGS arrive (RFC 9113 section 6.5.2)
+_NO_CONTENT = frozenset({204, 304})  # statuses whose responses never have a body
 _DECODE_FACTOR = 4  # HPACK-decode up to this many times max_header_list_size (then: GOAWAY)
 
 
@@ -185,7 +186,13 @@ class H2ServerAdapter(H2Adapter):
 
 
 class H2ClientAdapter(H2Adapter):
-    """HTTP/2 client role: sends requests, emits Response* events."""
+    """HTTP/2 client role: sends requests, emits Response* events.
+
+    A response body that disagrees with its content-length, DATA on a response that has none
+    (to HEAD, 204, 304) or a malformed content-length is an error of that stream only:
+    RST_STREAM(PROTOCOL_ERROR) upstream and a ProtocolError(MESSAGE_ERROR) in place of the
+    bytes or the ResponseEnd that would complete it (``_message_checks.BodyMeter``).
+    """
 
     def __init__(
         self,
@@ -200,6 +207,7 @@ class H2ClientAdapter(H2Adapter):
             max_header_list_size=max_header_list_size,
             connection_window=connection_window,
             settings={SettingCodes.ENABLE_PUSH: 0},
+            meter_bodies=True,
         )
 
     def send_request(self, head: RequestHead, end_stream: bool = False) -> int:
@@ -215,7 +223,9 @@ class H2ClientAdapter(H2Adapter):
             self._conn.send_headers(stream_id, fields, end_stream=end_stream)
         except H2Error as exc:
             raise LocalProtocolError(f"cannot send the request: {exc}") from exc
-        self._streams[stream_id] = H2Stream(send_done=end_stream, head_sent=True)
+        self._streams[stream_id] = H2Stream(
+            send_done=end_stream, head_sent=True, method=head.method
+        )
         return stream_id
 
     def available_streams(self) -> int:
@@ -250,6 +260,32 @@ class H2ClientAdapter(H2Adapter):
             out.append(InformationalResponse(stream_id, head))
         else:
             ended = ev.stream_ended is not None
+            problem = _meter_response(stream, head, ended)
+            if problem is not None:  # a stream error: the siblings carry on
+                self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+                out.append(ProtocolError(stream_id, ErrorCode.MESSAGE_ERROR, problem))
+                return
             stream.recv_done = ended
             out.append(ResponseHeaders(stream_id, head, ended))
             self._forget_if_done(stream_id, stream)
+
+
+def _meter_response(stream: H2Stream, head: ResponseHead, ended: bool) -> str | None:
+    """Give the stream the meter its final response's body is counted with (RFC 9113 8.1.1);
+    why the response is malformed, or None.
+
+    A response to HEAD, a 204 and a 304 have no body: any DATA is an error, and their
+    content-length (the representation's) is not compared. A 2xx to CONNECT is a tunnel: its
+    content-length is ignored (RFC 9110 section 8.6)."""
+    length = declared_length(head.headers)
+    if isinstance(length, str):
+        return length
+    if stream.method == b"HEAD" or head.status in _NO_CONTENT:
+        stream.meter = BodyMeter(0, no_content=True)
+    elif stream.method == b"CONNECT" and 200 <= head.status < 300:
+        stream.meter = None
+    elif length is not None:
+        if ended and length:
+            return f"content-length {length} on a response without a body"
+        stream.meter = BodyMeter(length)
+    return None

@@ -3,7 +3,7 @@
 h2 checks a stream's DATA against its content-length itself, but as a connection error: a
 mismatch, or two differing content-length fields, raises inside ``receive_data`` and queues a
 GOAWAY, killing every other stream of the connection. RFC 9113 section 8.1.1 makes it an
-error of that stream only, so the server adapter counts the body itself
+error of that stream only, so both adapter roles count the body themselves
 (``protocols._message_checks.BodyMeter``) and ``MeterlessH2Connection`` switches h2's check
 off on every stream it opens. ``check_compat`` verifies the private names used here (listed
 in ``H2_PRIVATE_STATE``) and that the switch works; a unit test pins the tested h2 versions.

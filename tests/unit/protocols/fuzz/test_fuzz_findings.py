@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from aioquic.h3.connection import H3Connection
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -83,13 +82,6 @@ def _settle(adapter: H2ServerAdapter | H2ClientAdapter, peer: H2Connection) -> N
             return
 
 
-H2_STREAM_ERROR = (
-    "h2 raises InvalidBodyLengthError (a connection-wide ProtocolError) when DATA disagrees "
-    "with content-length; the adapter makes it a connection error and every sibling stream is "
-    "lost, where RFC 9113 8.1.1 makes a malformed message an error of its stream only"
-)
-
-
 def test_h2_server_content_length_mismatch_is_a_stream_error() -> None:
     adapter, peer = H2ServerAdapter(), _h2_peer(client_side=True)
     _settle(adapter, peer)
@@ -102,7 +94,7 @@ def test_h2_server_content_length_mismatch_is_a_stream_error() -> None:
     assert [e.stream_id for e in errors] == [1], errors
 
 
-@pytest.mark.xfail(strict=True, reason=H2_STREAM_ERROR)
+# Fixed: the client role counts response DATA itself (not for HEAD, 204, 304): a stream error.
 def test_h2_client_body_on_a_head_response_is_a_stream_error() -> None:
     adapter, peer = H2ClientAdapter(), _h2_peer(client_side=False)
     _settle(adapter, peer)
