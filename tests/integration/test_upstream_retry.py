@@ -5,17 +5,13 @@ has moved to HTTP/3."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import h2.config
 import h2.connection
 import h2.events
-import h2.settings
 import pytest
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
@@ -26,6 +22,7 @@ from aioquic.quic.events import QuicEvent
 from h2.errors import ErrorCodes
 
 from quicproxy.devcerts import DevCerts, ensure_dev_certs
+from tests.support.h2origin import H2cOrigin
 from tests.support.procs import (
     CURL,
     ThreadedOrigin,
@@ -39,102 +36,28 @@ pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 H3_REQUEST_REJECTED = 0x10B
 
 
-class RefusingH2Origin:
-    """A cleartext HTTP/2 origin (prior knowledge) on 127.0.0.1. The first ``refuse`` requests
-    it gets are refused: RST_STREAM REFUSED_STREAM, or with ``goaway`` a GOAWAY naming no stream
-    as processed. The others are answered ``200 ok`` after ``delay`` seconds."""
+class RefusingH2Origin(H2cOrigin):
+    """The first ``refuse`` requests are refused: RST_STREAM REFUSED_STREAM, or with ``goaway``
+    a GOAWAY naming no stream as processed. The others get ``200 ok`` after ``delay`` s."""
 
     def __init__(
         self, refuse: int = 1, *, goaway: bool = False, max_streams: int = 100, delay: float = 0
     ) -> None:
-        self.refuse, self.goaway, self.max_streams, self.delay = refuse, goaway, max_streams, delay
+        super().__init__(delay=delay, max_streams=max_streams)
+        self.refuse, self.goaway = refuse, goaway
         self.seen = 0  # request heads received
-        self.answered = 0
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
 
-    @property
-    def port(self) -> int:
-        return int(self._sock.getsockname()[1])
-
-    def __enter__(self) -> RefusingH2Origin:
-        self._threads[0].start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in list(self._threads):
-            thread.join(5)
-        self._sock.close()
-
-    def _accept(self) -> None:
-        deadline = time.monotonic() + 120
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                sock, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            with self._lock:
-                self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        config = h2.config.H2Configuration(client_side=False)
-        conn = h2.connection.H2Connection(config)
-        conn.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams},
-        )
-        conn.initiate_connection()
-        due: list[tuple[float, int]] = []  # (when, stream id) answers to send
-        sock.settimeout(0.02)
-        deadline = time.monotonic() + 60
-        with sock:
-            sock.sendall(conn.data_to_send())
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                try:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    events = conn.receive_data(data)
-                except TimeoutError:
-                    events = []
-                except (OSError, h2.exceptions.ProtocolError):
-                    return
-                for event in events:
-                    if isinstance(event, h2.events.RequestReceived):
-                        self._on_request(conn, event.stream_id, due)
-                now = time.monotonic()
-                for when, stream_id in [d for d in due if d[0] <= now]:
-                    due.remove((when, stream_id))
-                    headers = [(":status", "200"), ("content-length", "2")]
-                    conn.send_headers(stream_id, headers)
-                    conn.send_data(stream_id, b"ok", end_stream=True)
-                    with self._lock:
-                        self.answered += 1
-                try:
-                    sock.sendall(conn.data_to_send())
-                except OSError:
-                    return
-
-    def _on_request(
-        self, conn: h2.connection.H2Connection, stream_id: int, due: list[tuple[float, int]]
-    ) -> None:
-        with self._lock:
+    def on_request(
+        self, conn: h2.connection.H2Connection, event: h2.events.RequestReceived
+    ) -> bool:
+        with self.lock:
             refused = self.seen < self.refuse
             self.seen += 1
-        if not refused:
-            due.append((time.monotonic() + self.delay, stream_id))
-        elif self.goaway:
+        if refused and self.goaway:
             conn.close_connection(last_stream_id=0)
-        else:
-            conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        elif refused:
+            conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
+        return refused
 
 
 def _h2_upstream(origin: RefusingH2Origin) -> str:
