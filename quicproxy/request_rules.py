@@ -46,6 +46,8 @@ def remove_dot_segments(path: str) -> str | None:
 
 
 def _has_dot_segment(path: str) -> bool:
+    if "/." not in path and "/%2" not in path:  # the common case, without splitting
+        return False
     return any(_segment_is(s, ".") or _segment_is(s, "..") for s in path.split("/"))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ProxyProcess, ThreadedOrigin, run_proxy, write_config
+from tests.support.procs import ProxyProcess, ThreadedOrigin, proxy_in_front
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +30,9 @@ def _start(
     name: str,
     extra: str = "",
 ) -> Iterator[ProxyProcess]:
-    config = write_config(
-        tmp_path_factory.mktemp(name) / "proxy.toml", origin.port, extra=extra, cert_dir=cert_dir
-    )
-    with run_proxy(["run", "-c", str(config)]) as proxy:
+    with proxy_in_front(
+        origin.port, tmp_path_factory.mktemp(name), cert_dir=cert_dir, extra=extra
+    ) as proxy:
         yield proxy
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ProxyProcess, run_proxy, write_config
+from tests.support.procs import ProxyProcess, proxy_in_front, run_proxy, write_config
 from tests.support.rawclients import tls_socket
 from tests.support.recording import RecordingOrigin
 
@@ -227,17 +227,18 @@ def test_pipelined_requests_are_answered_in_order(edge: Edge) -> None:
 
 
 def test_over_tls_too(tmp_path: Path, proxy_cert_dir: Path) -> None:
-    with RecordingOrigin() as origin:
-        config = write_config(tmp_path / "proxy.toml", origin.port, cert_dir=proxy_cert_dir)
-        with run_proxy(["run", "-c", str(config)]) as proxy:
-            raw, _ = SMUGGLING["te-then-cl"]
-            reply = exchange(proxy.port, raw + SMUGGLED, tls=True)
-            assert reply.status == 400, reply.data[:300]
-            assert reply.closed
-            assert_nothing_reached_the_origin(origin, 0)
-            reply = exchange(
-                proxy.port, CHUNKED + b"2\r\nab\r\n", b"zz\r\n0\r\n\r\n", pause=0.5, tls=True
-            )
-            assert reply.status == 400, reply.data[:300]
-            assert origin.requests == []
-            assert_still_serving(Edge(proxy, origin), tls=True)
+    with (
+        RecordingOrigin() as origin,
+        proxy_in_front(origin.port, tmp_path, cert_dir=proxy_cert_dir) as proxy,
+    ):
+        raw, _ = SMUGGLING["te-then-cl"]
+        reply = exchange(proxy.port, raw + SMUGGLED, tls=True)
+        assert reply.status == 400, reply.data[:300]
+        assert reply.closed
+        assert_nothing_reached_the_origin(origin, 0)
+        reply = exchange(
+            proxy.port, CHUNKED + b"2\r\nab\r\n", b"zz\r\n0\r\n\r\n", pause=0.5, tls=True
+        )
+        assert reply.status == 400, reply.data[:300]
+        assert origin.requests == []
+        assert_still_serving(Edge(proxy, origin), tls=True)

@@ -29,7 +29,7 @@ from hyperframe.frame import (
 )
 
 from tests.support.clients import peak_rss
-from tests.support.procs import ProxyProcess, curl, run_proxy, write_config
+from tests.support.procs import ProxyProcess, curl, proxy_in_front
 from tests.support.rawclients import tls_socket
 from tests.support.recording import RecordingOrigin
 
@@ -54,10 +54,9 @@ def origin() -> Iterator[RecordingOrigin]:
 def proxy(
     tmp_path_factory: pytest.TempPathFactory, origin: RecordingOrigin, proxy_cert_dir: Path
 ) -> Iterator[ProxyProcess]:
-    config = write_config(
-        tmp_path_factory.mktemp("h2h3") / "proxy.toml", origin.port, cert_dir=proxy_cert_dir
-    )
-    with run_proxy(["run", "-c", str(config)]) as running:
+    with proxy_in_front(
+        origin.port, tmp_path_factory.mktemp("h2h3"), cert_dir=proxy_cert_dir
+    ) as running:
         yield running
 
 

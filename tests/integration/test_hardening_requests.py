@@ -15,19 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import H3Request, aioquic_requests, curl_request
-from tests.support.procs import CURL, ProxyProcess, run_proxy, write_config
+from tests.support.procs import CURL, ProxyProcess, proxy_in_front
 from tests.support.rawclients import H2Client, tls_socket
 from tests.support.recording import OriginRequest, RecordingOrigin
 
 pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
-
-
-def _proxy(
-    tmp: Path, cert_dir: Path, origin: RecordingOrigin, extra: str = ""
-) -> Iterator[ProxyProcess]:
-    config = write_config(tmp / "proxy.toml", origin.port, extra=extra, cert_dir=cert_dir)
-    with run_proxy(["run", "-c", str(config)]) as proxy:
-        yield proxy
 
 
 def _read_all(sock: socket.socket, limit: float = 5.0) -> bytes:
@@ -74,7 +66,10 @@ addresses = ["http://127.0.0.1:{api.port}"]
 upstream = "api"
 path_prefix = "/api/"
 """
-    yield from _proxy(tmp_path_factory.mktemp("routed"), proxy_cert_dir, site, extra)
+    with proxy_in_front(
+        site.port, tmp_path_factory.mktemp("routed"), cert_dir=proxy_cert_dir, extra=extra
+    ) as proxy:
+        yield proxy
 
 
 def _fetch(version: str, port: int, path: str, tmp: Path) -> int:
@@ -174,23 +169,25 @@ def test_hop_by_hop_fields_are_removed_both_ways(
     ]
     if version != "1.1":  # h2/h3 clients may not send connection-specific fields at all
         sent = [("x-kept", "yes")]
-    with RecordingOrigin(responder=_hop_response) as origin:
-        for proxy in _proxy(tmp_path, proxy_cert_dir, origin):
-            if version == "3":
-                response = aioquic_requests(proxy.port, [H3Request("/hop", headers=sent)])[0]
-            else:
-                url = f"https://localhost:{proxy.port}/hop"
-                response = curl_request(version, url, tmp_path, headers=sent)
-            assert response.status == 200
-            names = {name for name, _ in response.headers}
-            assert "x-kept" in names
-            assert not names & {"x-origin-hop", "keep-alive", "proxy-connection", "upgrade"}
-            assert response.get("connection") in (None, "keep-alive")
-            assert origin.wait_for(lambda: bool(origin.requests))
-            seen = {name for name, _ in origin.requests[0].headers}
-            assert b"x-kept" in seen
-            hop = {b"x-client-hop", b"keep-alive", b"proxy-connection", b"http2-settings", b"te"}
-            assert not seen & hop
+    with (
+        RecordingOrigin(responder=_hop_response) as origin,
+        proxy_in_front(origin.port, tmp_path, cert_dir=proxy_cert_dir) as proxy,
+    ):
+        if version == "3":
+            response = aioquic_requests(proxy.port, [H3Request("/hop", headers=sent)])[0]
+        else:
+            url = f"https://localhost:{proxy.port}/hop"
+            response = curl_request(version, url, tmp_path, headers=sent)
+        assert response.status == 200
+        names = {name for name, _ in response.headers}
+        assert "x-kept" in names
+        assert not names & {"x-origin-hop", "keep-alive", "proxy-connection", "upgrade"}
+        assert response.get("connection") in (None, "keep-alive")
+        assert origin.wait_for(lambda: bool(origin.requests))
+        seen = {name for name, _ in origin.requests[0].headers}
+        assert b"x-kept" in seen
+        hop = {b"x-client-hop", b"keep-alive", b"proxy-connection", b"http2-settings", b"te"}
+        assert not seen & hop
 
 
 # --- body size: declared and counted while streaming -----------------------------------------
@@ -207,7 +204,10 @@ def body_limited(
     tmp_path_factory: pytest.TempPathFactory, proxy_cert_dir: Path, small_body: RecordingOrigin
 ) -> Iterator[ProxyProcess]:
     extra = "\n[limits]\nmax_body_size = 1000\n"
-    yield from _proxy(tmp_path_factory.mktemp("body"), proxy_cert_dir, small_body, extra)
+    with proxy_in_front(
+        small_body.port, tmp_path_factory.mktemp("body"), cert_dir=proxy_cert_dir, extra=extra
+    ) as proxy:
+        yield proxy
 
 
 @pytest.mark.parametrize("version", ["1.1", "2"])
@@ -266,7 +266,10 @@ def impatient(
         "\n[limits]\nheader_timeout = 1.0\nidle_timeout = 1.5\nclient_body_timeout = 1.0\n"
         "request_timeout = 2.5\n"
     )
-    yield from _proxy(tmp_path_factory.mktemp("slow"), proxy_cert_dir, slow_origin, extra)
+    with proxy_in_front(
+        slow_origin.port, tmp_path_factory.mktemp("slow"), cert_dir=proxy_cert_dir, extra=extra
+    ) as proxy:
+        yield proxy
 
 
 def test_slowloris_connections_are_cut_at_the_header_timeout(
@@ -385,7 +388,10 @@ def hung() -> Iterator[RecordingOrigin]:
 def hung_proxy(
     tmp_path_factory: pytest.TempPathFactory, proxy_cert_dir: Path, hung: RecordingOrigin
 ) -> Iterator[ProxyProcess]:
-    yield from _proxy(tmp_path_factory.mktemp("hung"), proxy_cert_dir, hung)
+    with proxy_in_front(
+        hung.port, tmp_path_factory.mktemp("hung"), cert_dir=proxy_cert_dir
+    ) as proxy:
+        yield proxy
 
 
 def _upstream_closed_soon(origin: RecordingOrigin, before: int) -> bool:

@@ -22,7 +22,7 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 
-from tests.support.procs import ProxyProcess, run_proxy, write_config
+from tests.support.procs import ProxyProcess, proxy_in_front
 from tests.support.rawclients import tls_socket
 from tests.support.recording import RecordingOrigin
 
@@ -141,10 +141,9 @@ def origin() -> Iterator[RecordingOrigin]:
 def proxy(
     tmp_path_factory: pytest.TempPathFactory, origin: RecordingOrigin, proxy_cert_dir: Path
 ) -> Iterator[ProxyProcess]:
-    config = write_config(
-        tmp_path_factory.mktemp("smuggle") / "proxy.toml", origin.port, cert_dir=proxy_cert_dir
-    )
-    with run_proxy(["run", "-c", str(config)]) as running:
+    with proxy_in_front(
+        origin.port, tmp_path_factory.mktemp("smuggle"), cert_dir=proxy_cert_dir
+    ) as running:
         yield running
 
 

@@ -166,6 +166,16 @@ upstream = "origin"
     return path
 
 
+@contextlib.contextmanager
+def proxy_in_front(
+    origin_port: int, directory: Path, *, cert_dir: Path, extra: str = ""
+) -> Iterator[ProxyProcess]:
+    """``quicproxy run`` with :func:`write_config`'s config (plus ``extra``) in ``directory``."""
+    config = write_config(directory / "proxy.toml", origin_port, extra=extra, cert_dir=cert_dir)
+    with run_proxy(["run", "-c", str(config)]) as proxy:
+        yield proxy
+
+
 def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
     """Debian's curl, never through a proxy, verifying nothing (-k)."""
     assert CURL is not None

@@ -153,16 +153,10 @@ class Contract:
     end; a StreamReset or a stream ProtocolError ends the stream's events. Per connection: after
     a connection ProtocolError only one ConnectionClosed (and CapacityAvailable) may follow, after
     ConnectionClosed nothing.
-
-    ``quirks`` names known, not yet fixed violations to tolerate (each one has a strict xfail
-    reproducer in test_fuzz_findings.py, so fixing it makes that test fail until the quirk is
-    removed here too): ``"repeat-error"``, a second connection-level ProtocolError.
     """
 
-    def __init__(self, *, server: bool, quirks: frozenset[str] = frozenset()) -> None:
+    def __init__(self, *, server: bool) -> None:
         self.server = server
-        self.quirks = quirks
-        self.tolerated: list[str] = []
         self.allowed = (*(SERVER_EVENTS if server else CLIENT_EVENTS), *COMMON_EVENTS)
         self.events: list[Event] = []
         self.state: dict[int, str] = {}  # absent | sent | open | trailers | ended | dead
@@ -194,10 +188,6 @@ class Contract:
                 self._fail(event, "bad stream id")
             return
         if self.failed and not isinstance(event, ConnectionClosed):
-            repeat = isinstance(event, ProtocolError) and event.stream_id is None
-            if repeat and "repeat-error" in self.quirks:
-                self.tolerated.append("repeat-error")
-                return
             self._fail(event, "event after a connection-level ProtocolError")
         if isinstance(event, ConnectionClosed):
             if not isinstance(event.code, ErrorCode) or not isinstance(event.message, str):

@@ -1,8 +1,8 @@
 """Minimal reproducers of what the adapter fuzzing found, one plain test per finding.
 
-A finding that is not fixed yet is marked ``xfail(strict=True)``: once it is fixed the test
-passes, strict xfail turns that into a failure, and the marker (and the matching quirk in the
-fuzz test's ``Contract``, or entry in ``test_fuzz_h3_client.OPEN_FINDINGS``) must go.
+A finding that is not fixed yet is marked ``xfail(strict=True)`` (and the fuzz test that found
+it leaves that case out, naming the reproducer); once it is fixed the test passes, strict xfail
+turns that into a failure, and both the marker and the exclusion go. All are fixed today.
 """
 
 from __future__ import annotations

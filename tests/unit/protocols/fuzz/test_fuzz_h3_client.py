@@ -37,14 +37,9 @@ from .h3_upstream import (
     Reply,
     Step,
     UpstreamPump,
-    bodyless_response,
 )
 from .mutate import bodies, encode_fields, examples, fields, methods, mutation_ops, paths
 from .test_fuzz_h3 import H3_TOKENS
-
-# Valid responses the adapter mishandles today. Each has a strict xfail reproducer in
-# test_fuzz_findings.py; the generators leave these cases out until the entry is removed.
-OPEN_FINDINGS: frozenset[str] = frozenset()  # names of findings whose cases are skipped
 
 # Fields repeated across responses, so that aioquic's QPACK encoder puts them in its dynamic
 # table and later header blocks refer to it (and may arrive before the encoder-stream data).
@@ -103,14 +98,9 @@ requests = st.builds(Request, method=methods, path=paths, fields=fields, body=bo
 
 
 def valid(request: Request, reply: Reply) -> Reply:
-    """``reply`` as a correct origin may send it to ``request``, minus the open findings."""
-    bodyless = bodyless_response(request.method.encode(), reply.status)
+    """``reply`` as a correct origin may send it to ``request``."""
     length = reply.length and reply.status != 204  # RFC 9110 8.6: never on a 204
-    if bodyless and "bodyless-content-length" in OPEN_FINDINGS:
-        length = False
     early = reply.early and bool(request.body) and reply.reset is None
-    if "stop-sending-no-error" in OPEN_FINDINGS:
-        early = False
     return Reply(  # never raw bytes or spoiled header sections
         reply.informational,
         reply.status,
@@ -305,9 +295,10 @@ spoils = st.tuples(
         ]
     ),
     st.sampled_from(
-        [b"20", b"2000", b"abc", b"101", b" 200", b"", b"200", b"600", b"999", b"1", b"-1"]
-        + [b"a\r\nb", b" lead", b"close", b"trailers", b"gzip"]
-        + ([] if "status-below-100" in OPEN_FINDINGS else [b"000", b"099"])
+        [
+            *(b"20", b"2000", b"abc", b"101", b" 200", b"", b"200", b"600", b"999", b"1", b"-1"),
+            *(b"a\r\nb", b" lead", b"close", b"trailers", b"gzip", b"000", b"099"),
+        ]
     ),
 )
 raw_frames = st.just(b"") | st.sampled_from(RAW_FRAMES)
