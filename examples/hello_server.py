@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import sys
 
-from quicproxy import HttpPeer, ProxyError, ProxyHttp, Session
-from quicproxy.errors import ErrorKind
+from quicproxy import ProxyHttp, Session
 from quicproxy.server import serve_proxy
 
 
 class Hello(ProxyHttp[None]):
-    """Answers in request_filter, so no upstream is ever chosen."""
+    """Answers in request_filter, so no upstream is ever chosen (no upstream_peer needed)."""
 
     async def request_filter(self, session: Session, ctx: None) -> bool:
         protocol = session.downstream.protocol
         await session.respond(200, f"Hello, world! You came over {protocol}.\n")
         return True
-
-    async def upstream_peer(self, session: Session, ctx: None) -> HttpPeer:
-        raise ProxyError.upstream(ErrorKind.NO_UPSTREAM, "hello_server has no upstream")
 
 
 if __name__ == "__main__":

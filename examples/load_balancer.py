@@ -6,25 +6,21 @@
 
 Backends that fail two checks in a row (GET /, every second) are skipped until they pass two;
 connect failures move the request to the next backend, so clients do not notice a dead one.
+Returning ``balancer.pick(session)`` is all the bookkeeping there is: the pipeline counts each
+backend's requests in flight and reports every outcome to the balancer's passive health.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from quicproxy import HttpPeer, ProxyHttp, ResponseHeader, Session
 from quicproxy.config import ActiveCheck, parse_upstream_url
-from quicproxy.lb import Backend, LoadBalancer, RoundRobin
+from quicproxy.lb import LoadBalancer, RoundRobin
 from quicproxy.server import serve_proxy
 
 
-@dataclass
-class Ctx:
-    backend: Backend | None = None
-
-
-class Balanced(ProxyHttp[Ctx]):
+class Balanced(ProxyHttp[None]):
     """Round robin over healthy backends; the balancer's health task runs per worker."""
 
     def __init__(self, urls: list[str]) -> None:
@@ -41,19 +37,12 @@ class Balanced(ProxyHttp[Ctx]):
     async def shutdown(self) -> None:
         await self.balancer.stop()
 
-    def new_ctx(self) -> Ctx:
-        return Ctx()
+    async def upstream_peer(self, session: Session, ctx: None) -> HttpPeer:
+        return self.balancer.pick(session)  # a retry skips the backends already tried
 
-    async def upstream_peer(self, session: Session, ctx: Ctx) -> HttpPeer:
-        tried = {ctx.backend.key} if ctx.backend else set()
-        ctx.backend = self.balancer.select(
-            session.downstream.client_address[0], session.request.headers, "/", tried
-        )
-        return ctx.backend.peer
-
-    async def response_filter(self, session: Session, response: ResponseHeader, ctx: Ctx) -> None:
-        if ctx.backend is not None:
-            response.set("x-served-by", ctx.backend.key)
+    async def response_filter(self, session: Session, response: ResponseHeader, ctx: None) -> None:
+        if session.upstream_address is not None:
+            response.set("x-served-by", session.upstream_address)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.tls import SessionTicket
 
-from protocols import quic_compat
-from protocols.quic_ecn import EcnQuicConnection
+from protocols.engines.aioquic import EcnQuicConnection, connection_version, peer_bidi_stream_credit
 from quicproxy.net.deadline import DeadlineTimer
 from quicproxy.net.udp import Address, UdpEndpoint, open_udp_endpoint
 
@@ -87,7 +86,7 @@ class HqRequests:
 
     def credit(self) -> int:
         """New streams the server lets us open now."""
-        return quic_compat.peer_bidi_stream_credit(self.quic)
+        return peer_bidi_stream_credit(self.quic)
 
     def start(self, download: Download) -> None:
         """Send ``GET /path`` and FIN on a new stream."""
@@ -124,7 +123,7 @@ class H3Requests:
 
     def credit(self) -> int:
         """New streams the server lets us open now."""
-        return quic_compat.peer_bidi_stream_credit(self.quic)
+        return peer_bidi_stream_credit(self.quic)
 
     def start(self, download: Download) -> None:
         """Send a GET request head with FIN on a new stream."""
@@ -347,7 +346,7 @@ class ClientConnection:
 
     def version(self) -> int | None:
         """The QUIC version in use."""
-        return quic_compat.connection_version(self.quic)
+        return connection_version(self.quic)
 
     def cipher(self) -> str:
         """The TLS cipher suite's name, once negotiated."""

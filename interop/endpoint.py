@@ -98,10 +98,11 @@ def server(env: dict[str, str]) -> int:
     return serve(make_server, workers=1, grace=1.0, ready=announce)
 
 
-def main() -> int:
-    """Dispatch on ROLE (or the first argument)."""
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch on the first argument (``argv``, else the command line's), or on ROLE."""
     env = dict(os.environ)
-    role = sys.argv[1] if len(sys.argv) > 1 else env.get("ROLE", "")
+    args = sys.argv[1:] if argv is None else argv
+    role = args[0] if args else env.get("ROLE", "")
     if role == "server":
         return server(env)
     if role == "client":

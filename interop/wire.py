@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aioquic._buffer import Buffer, BufferReadError
-from aioquic._crypto import CryptoError
-from aioquic.quic.crypto import CryptoPair
+from aioquic.buffer import Buffer, BufferReadError
+from aioquic.quic.crypto import CryptoError, CryptoPair
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 V1 = 0x00000001

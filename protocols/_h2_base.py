@@ -68,6 +68,8 @@ class H2Stream:
 class H2Adapter:
     """What both roles share: bytes in and out, body sending, flow-control credit, closing."""
 
+    pauses_reading_on_buffer = False  # flow control bounds what the peer may send
+
     # The role's body events: Request* (server) or Response* (client).
     _data_event: Callable[[int, bytes], Event]
     _trailers_event: Callable[[int, Headers], Event]

@@ -1,6 +1,6 @@
 """Per-stream state, receive credit, send capacity and resets shared by the h3 and hq adapters.
 
-Receive credit: every request stream is gated (``quic_compat.GatedQuicConnection``) to
+Receive credit: every request stream is gated (the engine's ``GatedQuicConnection``) to
 ``stream_buffer`` bytes beyond what the owner has ``consumed``; framing bytes and header blocks
 are credited by the adapter itself, body bytes only when the owner says so. Send capacity is
 ``stream_buffer`` minus the bytes aioquic still holds unacknowledged for the stream.
@@ -18,10 +18,9 @@ from aioquic.quic import events as qe
 from aioquic.quic.connection import QuicConnection
 
 from . import events as ev
-from . import quic_compat
 from ._message_checks import BodyMeter
+from .engines.aioquic import GatedQuicConnection, stream_send_buffered, unacknowledged_data
 from .errors import ErrorCode, LocalProtocolError
-from .quic_compat import GatedQuicConnection
 
 __all__ = ["SEND_ERRORS", "QuicStreamAdapter", "StreamState", "connection_closed"]
 
@@ -201,7 +200,7 @@ class QuicStreamAdapter:
         if not self._closing or self._terminated:
             return
         busy = any(self._in_flight(st) for st in self._streams.values())
-        self.drained = not busy and not quic_compat.unacknowledged_data(self.quic)
+        self.drained = not busy and not unacknowledged_data(self.quic)
 
     def poll(self) -> None:
         """Call after each received datagram: a graceful close waits for the last ACKs."""
@@ -224,7 +223,7 @@ class QuicStreamAdapter:
         st = self._streams.get(stream_id)
         if st is None or st.send_done:
             return 0
-        return max(0, self._stream_buffer - quic_compat.stream_send_buffered(self.quic, stream_id))
+        return max(0, self._stream_buffer - stream_send_buffered(self.quic, stream_id))
 
     def consumed(self, stream_id: int, amount: int) -> None:
         """Credit back body bytes the next hop accepted (MAX_STREAM_DATA goes out on flush)."""

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from aioquic.quic.events import QuicEvent
+
 from .errors import ErrorCode
 from .events import Event
 from .messages import Headers, RequestHead, ResponseHead
 
-__all__ = ["ByteStreamAdapter", "ClientAdapter", "ServerAdapter", "StreamSender"]
+__all__ = [
+    "ByteStreamAdapter",
+    "ClientAdapter",
+    "ClientQuicAdapter",
+    "ClientTcpAdapter",
+    "QuicAdapter",
+    "ServerAdapter",
+    "ServerQuicAdapter",
+    "ServerTcpAdapter",
+    "StreamSender",
+    "TcpAdapter",
+]
 
 
 class StreamSender(Protocol):
@@ -59,6 +72,11 @@ class ClientAdapter(StreamSender, Protocol):
 class ByteStreamAdapter(Protocol):
     """The byte side of a TCP protocol (h1, h2): bytes in, events out, bytes to write."""
 
+    # True when the owner must stop reading the socket while a stream's received body is over
+    # its high water: the protocol has no flow control of its own (h1). False when flow control
+    # already bounds what the peer may send (h2).
+    pauses_reading_on_buffer: bool
+
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the socket; ``b""`` means end of file."""
 
@@ -68,3 +86,34 @@ class ByteStreamAdapter(Protocol):
     def next_events(self) -> list[Event]:
         """Events made ready by sending rather than receiving (h1 pipelining: the next request
         becomes visible once the current response ended). Always ``[]`` for h2."""
+
+
+class TcpAdapter(ByteStreamAdapter, StreamSender, Protocol):
+    """An adapter a driver runs over a TCP/TLS byte stream (h1, h2), either role."""
+
+
+class ServerTcpAdapter(TcpAdapter, ServerAdapter, Protocol):
+    """A server-role adapter over a byte stream (``H1ServerAdapter``, ``H2ServerAdapter``)."""
+
+
+class ClientTcpAdapter(TcpAdapter, ClientAdapter, Protocol):
+    """A client-role adapter over a byte stream (``H1ClientAdapter``, ``H2ClientAdapter``)."""
+
+
+class QuicAdapter(StreamSender, Protocol):
+    """The HTTP side of a QUIC connection (h3, hq): QUIC events in, stream events out; what it
+    sends goes into the QUIC connection, which the owner transmits."""
+
+    def handle_event(self, event: QuicEvent) -> list[Event]:
+        """Feed one QUIC event; return the normalized events it produced."""
+
+    def poll(self) -> None:
+        """Call after each received datagram (a graceful close waits for the last ACKs)."""
+
+
+class ServerQuicAdapter(QuicAdapter, ServerAdapter, Protocol):
+    """A server-role adapter over QUIC (``H3ServerAdapter``, ``HqServerAdapter``)."""
+
+
+class ClientQuicAdapter(QuicAdapter, ClientAdapter, Protocol):
+    """A client-role adapter over QUIC (``H3ClientAdapter``)."""

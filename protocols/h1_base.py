@@ -66,6 +66,8 @@ def error_response(status: int, body: bytes) -> bytes:
 class H1Base:
     """What both roles share: the h11 connection, the outgoing buffer and body sending."""
 
+    pauses_reading_on_buffer = True  # no flow control: the owner stops reading the socket
+
     def __init__(self, role: type[h11.CLIENT] | type[h11.SERVER], max_buffer: int) -> None:
         self._conn = h11.Connection(role, max_incomplete_event_size=max_buffer)
         self._out: list[bytes] = []

@@ -1,6 +1,6 @@
 """HTTP/3 adapters over aioquic's H3Connection (stream bookkeeping: ``protocols._quic_streams``).
 
-``close(NO_ERROR)`` sends GOAWAY (through ``quic_compat``: aioquic has no public API for it),
+``close(NO_ERROR)`` sends GOAWAY (through the engine's H3 shim: aioquic has no public API for it),
 refuses streams at or above its id with H3_REQUEST_REJECTED and closes the QUIC connection with
 H3_NO_ERROR once every request the owner saw is answered and acknowledged (aioquic's ``close``
 drops queued data, hence ``poll()`` after each datagram). Any other code closes at once.
@@ -15,10 +15,10 @@ from aioquic.quic import events as qe
 from aioquic.quic.connection import QuicConnection
 
 from . import events as ev
-from . import quic_compat
 from ._message_checks import BodyMeter, authority_problem, declared_length, path_problem
 from ._quic_streams import SEND_ERRORS as _SEND_ERRORS
 from ._quic_streams import QuicStreamAdapter, StreamState, connection_closed
+from .engines.aioquic import CompatH3Connection, StreamMessageError, peer_bidi_stream_credit
 from .errors import ErrorCode, LocalProtocolError
 from .flood import FloodBudget
 from .messages import (
@@ -29,7 +29,6 @@ from .messages import (
     validate_field_name,
     validate_field_value,
 )
-from .quic_h3 import CompatH3Connection, StreamMessageError
 
 __all__ = [
     "H3ClientAdapter",
@@ -393,7 +392,7 @@ class H3ClientAdapter(_H3Adapter):
         """Streams the server's MAX_STREAMS credit lets us open now (0 once closing)."""
         if self._closing or self._terminated or self._failed:
             return 0
-        return quic_compat.peer_bidi_stream_credit(self.quic)
+        return peer_bidi_stream_credit(self.quic)
 
     def _on_head(
         self, stream_id: int, st: StreamState, event: HeadersReceived, out: list[ev.Event]

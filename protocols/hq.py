@@ -8,11 +8,10 @@ from aioquic.quic import events as qe
 from aioquic.quic.connection import QuicConnection
 
 from . import events as ev
-from . import quic_compat
+from .engines.aioquic import StreamMessageError, h0_buffered, h0_release
 from .errors import ErrorCode
 from .h3 import QuicStreamAdapter, StreamState
 from .messages import Headers, RequestHead, ResponseHead, validate_field_value
-from .quic_h3 import StreamMessageError
 
 __all__ = ["HqServerAdapter"]
 
@@ -39,10 +38,10 @@ class HqServerAdapter(QuicStreamAdapter):
             return [StreamMessageError(event.stream_id, "malformed request line")]
 
     def _held(self, stream_id: int) -> int:
-        return quic_compat.h0_buffered(self._h0, stream_id)
+        return h0_buffered(self._h0, stream_id)
 
     def _release(self, stream_id: int) -> None:
-        quic_compat.h0_release(self._h0, stream_id)
+        h0_release(self._h0, stream_id)
 
     def _on_framing_event(self, event: H3Event, out: list[ev.Event]) -> None:
         if not isinstance(event, HeadersReceived | StreamMessageError):

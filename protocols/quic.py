@@ -19,15 +19,18 @@ from typing import Any
 
 from aioquic.quic import events as qe
 
-from . import quic_compat
+from .engines.aioquic import (
+    EcnQuicConnection,
+    GatedQuicConnection,
+    ServerQuicConnection,
+    connection_version,
+    smoothed_rtt,
+)
 from .errors import ErrorCode
 from .events import CapacityAvailable, Event
 from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
 from .h3 import H3ServerAdapter, connection_closed
 from .hq import HqServerAdapter
-from .quic_compat import GatedQuicConnection
-from .quic_ecn import EcnQuicConnection
-from .quic_server_ext import ServerQuicConnection
 
 __all__ = ["NetworkAddress", "QuicFacts", "QuicServerConnection", "adapter_for_alpn"]
 
@@ -97,12 +100,12 @@ class QuicServerConnection:
         quic = self.quic
         return QuicFacts(
             alpn=quic.tls.alpn_negotiated if hasattr(quic, "tls") else None,
-            version=quic_compat.connection_version(quic),
+            version=connection_version(quic),
             original_dcid=quic.original_destination_connection_id.hex(),
             sni=quic.server_name,
             early_data=bool(hasattr(quic, "tls") and quic.tls.early_data_accepted),
             session_resumed=self._session_resumed,
-            rtt=quic_compat.smoothed_rtt(quic),
+            rtt=smoothed_rtt(quic),
             address_validated=isinstance(quic, ServerQuicConnection) and quic.address_validated,
             host_cid=quic.host_cid.hex(),
         )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aioquic import tls
-from aioquic._buffer import Buffer
+from aioquic.buffer import Buffer
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.connection import TRANSPORT_CLOSE_FRAME_CAPACITY
 from aioquic.quic.crypto import CryptoPair
@@ -31,10 +31,10 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.packet_builder import QuicPacketBuilder
 
+from .engines.aioquic import ServerQuicConnection
 from .events import Event
 from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
 from .quic import NetworkAddress, QuicServerConnection
-from .quic_server_ext import ServerQuicConnection
 from .quic_tokens import RETRY, TokenIssuer, reset_token, stateless_reset
 
 __all__ = ["AddressValidation", "QuicRouter", "RouteResult"]

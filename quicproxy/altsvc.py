@@ -24,10 +24,13 @@ class AltSvcPolicy:
             return None
         return b'h3=":%d"; ma=%d' % (self.h3_port, self.max_age)
 
+    def value_for(self, protocol: str) -> bytes | None:
+        """What a response to a client on ``protocol`` carries (only TCP clients get one)."""
+        return self.header_value() if protocol in ("http/1.1", "h2") else None
+
     def apply(self, response: ResponseHeader, protocol: str) -> None:
         """Set the response's Alt-Svc for a client on ``protocol``."""
         response.remove("alt-svc")
-        if protocol in ("http/1.1", "h2"):
-            value = self.header_value()
-            if value is not None:
-                response.append("alt-svc", value)
+        value = self.value_for(protocol)
+        if value is not None:
+            response.append("alt-svc", value)

@@ -1,4 +1,4 @@
-"""The ``quicproxy`` command: demo, reverse-proxy, run, check and certs."""
+"""The ``quicproxy`` command: demo, reverse-proxy, run, check, certs and interop."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from protocols.engines.base import EngineCompatError
+
+from .accesslog import configure_access_log
 from .config import (
     Config,
     ConfigError,
@@ -133,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     configure_logging(config.server.log_level, config.server.access_log)
+    configure_access_log(config.server.access_log_format)
     workers = args.workers or config.server.workers
     if workers > 1 and any(item.port == 0 for item in config.listen):
         print("quicproxy: configuration error: port 0 needs workers = 1", file=sys.stderr)
@@ -173,6 +177,15 @@ def _cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_interop(args: argparse.Namespace) -> int:
+    try:
+        from interop import endpoint
+    except ImportError as exc:
+        print(f"quicproxy interop: the interop package is not installed ({exc})", file=sys.stderr)
+        return 1
+    return endpoint.main([args.role] if args.role else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -210,6 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="create a development CA and localhost certificate")
     certs.add_argument("--dir")
     certs.set_defaults(func=_cmd_certs)
+
+    interop = sub.add_parser(
+        "interop",
+        help="the QUIC interop runner's endpoint (see interop/README.md)",
+        description="The QUIC interop runner's endpoint, as interop/run_endpoint.sh runs it."
+        " Environment: TESTCASE, HOST, PORT, WWW, CERTS (server); REQUESTS, DOWNLOADS"
+        " (client); SSLKEYLOGFILE, QLOGDIR. Exit status 127 for an unsupported test case.",
+    )
+    interop.add_argument(
+        "role", nargs="?", choices=("server", "client"), help="default: the ROLE variable"
+    )
+    interop.set_defaults(func=_cmd_interop)
     return parser
 
 
@@ -220,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 0
+    except EngineCompatError as exc:  # an untested aioquic: one line, no traceback
+        print(f"quicproxy: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"quicproxy: {exc}", file=sys.stderr)
         return 1

@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from .config_quic import QuicConfig, parse_quic
-from .config_reader import ConfigError, Table, parse_address, parse_upstream_url, table_path
-from .forwarding import IPNetwork
+from .config_reader import (
+    ConfigError,
+    IPNetwork,
+    Table,
+    parse_address,
+    parse_upstream_url,
+    table_path,
+)
 
 __all__ = [
     "ActiveCheck",
@@ -61,6 +67,7 @@ class ServerConfig:
     grace_period: float = 10.0
     log_level: str = "info"
     access_log: bool = True
+    access_log_format: str = "text"  # "text" (one line per request) or "json" (JSON lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +417,9 @@ def _networks(table: Table, key: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+ACCESS_LOG_FORMATS = ("text", "json")
+
+
 def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     """Validate parsed TOML; ``base`` resolves relative paths."""
     root = Table(data, "", source)
@@ -427,7 +437,10 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
         grace_period=server_table.number("grace_period", 10.0),
         log_level=log_level,
         access_log=server_table.get("access_log", bool, True),
+        access_log_format=server_table.get("access_log_format", str, "text"),
     )
+    if server.access_log_format not in ACCESS_LOG_FORMATS:
+        raise server_table.error("access_log_format", 'must be "text" or "json"')
     server_table.finish()
 
     tls_table = root.sub("tls")

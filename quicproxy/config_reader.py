@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ConfigError", "Table", "parse_address", "parse_upstream_url", "table_path"]
+__all__ = [
+    "ConfigError",
+    "IPNetwork",
+    "Table",
+    "parse_address",
+    "parse_upstream_url",
+    "table_path",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+"""A trusted-proxy or source network, as config holds it."""
 
 
 class ConfigError(ValueError):

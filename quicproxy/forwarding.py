@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from .config_reader import IPNetwork
 from .http import RequestHeader
 from .session import DownstreamInfo
+from .tracing import ensure_traceparent
 
 __all__ = ["ForwardingPolicy"]
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _forwarded_node(ip: str) -> str:
@@ -40,6 +40,11 @@ class ForwardingPolicy:
         except ValueError:
             return False
         return any(address in network for network in self.trusted_proxies)
+
+    def trace(self, request: RequestHeader) -> str:
+        """Keep the client's valid W3C ``traceparent`` or start a new trace (once per request,
+        before the hooks, so every try and the access log carry the same one); the trace id."""
+        return ensure_traceparent(request)
 
     def apply(self, request: RequestHeader, downstream: DownstreamInfo, version: bytes) -> None:
         """Set the forwarding fields on the request going upstream."""

@@ -1,13 +1,13 @@
-"""ProxyHttp: the request-phase hook class that users subclass; only upstream_peer is required."""
+"""ProxyHttp: the request-phase hook class that users subclass; every phase has a default."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from typing import Generic, TypeVar
 
 from protocols.messages import Headers
 
-from .errors import ErrorKind, ProxyError
+from .errors import ErrorKind, ErrorSource, ProxyError
 from .http import RequestHeader, ResponseHeader
 from .retry import RetryPolicy
 from .session import Session
@@ -44,8 +44,9 @@ _CLIENT_TEXT = {
 class ProxyHttp(ABC, Generic[CtxT]):
     """Phases a request goes through, in order (see README's phase chart).
 
-    Every method has a sensible default except ``upstream_peer``. ``ctx`` is the per-request state
-    returned by ``new_ctx``; it is passed to every phase of that request.
+    Every method has a default; a proxy overrides ``upstream_peer`` to forward anything (a hook
+    that answers every request itself in ``request_filter`` needs nothing else). ``ctx`` is the
+    per-request state returned by ``new_ctx``; it is passed to every phase of that request.
     """
 
     async def startup(self) -> None:
@@ -65,9 +66,17 @@ class ProxyHttp(ABC, Generic[CtxT]):
         """Return True after answering the request yourself (``session.respond``)."""
         return False
 
-    @abstractmethod
     async def upstream_peer(self, session: Session, ctx: CtxT) -> HttpPeer:
-        """Where this request goes. Called again for each retry."""
+        """Where this request goes. Called again for each retry (``session.upstream_tries``
+        lists the addresses tried so far). Return ``LoadBalancer.pick(session)`` to balance:
+        the pipeline then counts in-flight requests and reports outcomes to the balancer. The
+        default has nowhere to send: a 500 and a log line naming the class."""
+        raise ProxyError(
+            ErrorKind.INTERNAL,
+            ErrorSource.INTERNAL,
+            f"{type(self).__name__} defines no upstream_peer for {session.request.path}",
+            retry=False,
+        )
 
     async def retry_policy(self, session: Session, ctx: CtxT) -> RetryPolicy:
         """How this request is retried after retryable upstream failures."""

@@ -22,7 +22,7 @@ from .hooks import ProxyHttp
 from .http import RequestHeader, ResponseHeader
 from .request_rules import check_request
 from .session import Session
-from .streamio import StreamIO
+from .streamio import ClientStream
 from .upstream.peer import HttpPeer
 from .upstream.pool import PooledConnection, UpstreamPool
 
@@ -95,6 +95,7 @@ async def _serve(
 ) -> None:
     limits = services.limits
     request = session.request
+    services.forwarding.trace(request)  # W3C traceparent: kept when valid, else a new one
     target, refusal = check_request(
         request.method,
         request.path,
@@ -160,8 +161,9 @@ async def _proxy_with_retries(
     attempt = 0
     while True:
         peer = await proxy.upstream_peer(session, ctx)
+        session.upstream_tries.append(peer.address)
         try:
-            await _proxy_within_total(session, proxy, ctx, peer, services)
+            await _observed_try(session, proxy, ctx, peer, services)
             return
         except ProxyError as exc:
             if exc.kind is ErrorKind.TOO_EARLY and session.downstream.early_data:
@@ -181,6 +183,27 @@ async def _proxy_with_retries(
                 exc,
             )
             await asyncio.sleep(delay)
+
+
+async def _observed_try(
+    session: Session, proxy: ProxyHttp[Any], ctx: Any, peer: HttpPeer, services: ProxyServices
+) -> None:
+    """One try, counted by the peer's observer (a balancer's backend) when it has one: in
+    flight while it runs, then its outcome (a failure only when the upstream is to blame)."""
+    observer = peer.observer
+    if observer is None:
+        await _proxy_within_total(session, proxy, ctx, peer, services)
+        return
+    observer.try_started()
+    started = time.monotonic()
+    upstream_failed = False
+    try:
+        await _proxy_within_total(session, proxy, ctx, peer, services)
+    except ProxyError as exc:
+        upstream_failed = exc.source is ErrorSource.UPSTREAM
+        raise
+    finally:
+        observer.try_finished(not upstream_failed, time.monotonic() - started)
 
 
 async def _proxy_within_total(
@@ -233,7 +256,7 @@ async def _proxy_once(
         raise await proxy.fail_to_connect(session, peer, exc, ctx) from None
     session.upstream_address = peer.address
     clean = False
-    upstream: StreamIO | None = None
+    upstream: ClientStream | None = None
     body_task: asyncio.Task[None] | None = None
     try:
         await proxy.connected_to_upstream(session, peer, reused, ctx)
@@ -276,7 +299,7 @@ def _can_resend_after_handshake(session: Session) -> bool:
     )
 
 
-def _open_stream(conn: PooledConnection, request: RequestHeader, end_stream: bool) -> StreamIO:
+def _open_stream(conn: PooledConnection, request: RequestHeader, end_stream: bool) -> ClientStream:
     """Send the request head. When the connection can take no stream after all (it closed, went
     away or filled up while the hooks ran: a local REFUSED_STREAM), nothing reached the upstream
     and the request may go again."""
@@ -289,7 +312,7 @@ def _open_stream(conn: PooledConnection, request: RequestHeader, end_stream: boo
 
 
 async def _await_response(
-    upstream: StreamIO, peer: HttpPeer, body_task: asyncio.Task[None] | None
+    upstream: ClientStream, peer: HttpPeer, body_task: asyncio.Task[None] | None
 ) -> ResponseHead:
     """The response head, within the read timeout counted from the end of the request: while
     the body is still being sent, a slow client is the client body timeout's business and an
@@ -362,7 +385,7 @@ async def _forward_body(
 
 
 async def _pump_request(
-    session: Session, upstream: StreamIO, proxy: ProxyHttp[Any], ctx: Any, limits: LimitsConfig
+    session: Session, upstream: ClientStream, proxy: ProxyHttp[Any], ctx: Any, limits: LimitsConfig
 ) -> None:
     """Request body: client -> request_body_filter -> upstream, within the client body timeout
     (between chunks) and the request timeout (the whole body, counted from the head)."""
@@ -407,7 +430,7 @@ def _loop_deadline(deadline: float | None) -> float | None:
 
 async def _pump_response(
     session: Session,
-    upstream: StreamIO,
+    upstream: ClientStream,
     head: ResponseHead,
     proxy: ProxyHttp[Any],
     ctx: Any,

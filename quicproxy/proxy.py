@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import Config, HeaderRules, RouteConfig, UpstreamConfig
-from .errors import ProxyError
 from .hooks import ProxyHttp
 from .http import HeaderMap, RequestHeader, ResponseHeader
-from .lb.backends import Backend
 from .lb.balancer import LoadBalancer
 from .lb.selection import selector_by_name
 from .retry import RetryPolicy
 from .session import Session
+from .upstream.connector import Connector
 from .upstream.peer import HttpPeer, Timeouts
 
 __all__ = ["BuiltinProxy", "RouteCtx"]
@@ -21,12 +19,9 @@ __all__ = ["BuiltinProxy", "RouteCtx"]
 
 @dataclass(slots=True)
 class RouteCtx:
-    """Per-request state: the matched route, the backend of the current try, those tried."""
+    """Per-request state: the matched route."""
 
     route: RouteConfig | None = None
-    backend: Backend | None = None
-    tried: set[str] = field(default_factory=set)
-    try_started: float = 0.0
 
 
 def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
@@ -58,7 +53,7 @@ def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
     ]
 
 
-def _balancer(upstream: UpstreamConfig) -> LoadBalancer:
+def _balancer(upstream: UpstreamConfig, connector: Connector | None) -> LoadBalancer:
     return LoadBalancer(
         upstream.name,
         _peers(upstream),
@@ -68,6 +63,7 @@ def _balancer(upstream: UpstreamConfig) -> LoadBalancer:
         passive=upstream.passive_health,
         weights=upstream.weights or None,
         resolve_interval=upstream.resolve_interval,
+        connector=connector,  # health checks dial like the pool (and share its QUIC tickets)
     )
 
 
@@ -81,9 +77,9 @@ def _apply_rules(headers: HeaderMap, rules: HeaderRules) -> None:
 class BuiltinProxy(ProxyHttp[RouteCtx]):
     """Routes each request to the upstream group of the most specific matching route."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, connector: Connector | None = None) -> None:
         self.routes = sorted(config.routes, key=lambda r: (r.host is None, -len(r.path_prefix)))
-        self.balancers = {u.name: _balancer(u) for u in config.upstreams}
+        self.balancers = {u.name: _balancer(u, connector) for u in config.upstreams}
         self.retry_policies = {
             u.name: RetryPolicy(max_retries=u.max_retries, try_duration=u.try_duration)
             for u in config.upstreams
@@ -124,27 +120,7 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
 
     async def upstream_peer(self, session: Session, ctx: RouteCtx) -> HttpPeer:
         assert ctx.route is not None
-        balancer = self.balancers[ctx.route.upstream]
-        self._end_try(ctx, ok=False)  # a retry: the previous try failed
-        backend = balancer.select(
-            session.downstream.client_address[0],
-            session.request.headers,
-            session.request.path,
-            ctx.tried,
-        )
-        backend.start()
-        ctx.backend = backend
-        ctx.tried.add(backend.key)
-        ctx.try_started = time.monotonic()
-        return backend.peer
-
-    def _end_try(self, ctx: RouteCtx, ok: bool) -> None:
-        if ctx.backend is None or ctx.route is None:
-            return
-        ctx.backend.finish()
-        duration = time.monotonic() - ctx.try_started
-        self.balancers[ctx.route.upstream].report(ctx.backend, ok, duration)
-        ctx.backend = None
+        return self.balancers[ctx.route.upstream].pick(session)
 
     async def upstream_request_filter(
         self, session: Session, request: RequestHeader, ctx: RouteCtx
@@ -157,7 +133,3 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
     ) -> None:
         if ctx.route is not None:
             _apply_rules(response, ctx.route.response_headers)
-
-    async def logging(self, session: Session, error: ProxyError | None, ctx: RouteCtx) -> None:
-        upstream_failed = error is not None and error.source.value == "upstream"
-        self._end_try(ctx, ok=not upstream_failed)

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from protocols.engines.aioquic import check_compat
+
 from .altsvc import AltSvcPolicy
 from .config import Config, ListenConfig, QuicConfig, TlsConfig, parse_address
 from .devcerts import default_cert_dir, ensure_dev_certs
@@ -25,6 +27,7 @@ from .net.tcp import start_tcp_server
 from .net.tls import server_context
 from .pipeline import ProxyServices
 from .proxy import BuiltinProxy
+from .upstream.connector import Connector
 from .upstream.pool import UpstreamPool
 
 __all__ = [
@@ -54,7 +57,8 @@ class ProxyServer:
     ) -> None:
         self.config = config
         self.quic_options = quic_options or config.quic
-        self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config)
+        connector = Connector(config.limits)  # the pool's, shared by the built-in health checks
+        self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config, connector)
         self.reuse_port = reuse_port
         self.limits = config.limits
         h3_ports = [item.port for item in config.listen if item.quic]
@@ -64,7 +68,7 @@ class ProxyServer:
         )
         fwd = config.forwarding
         self.services = ProxyServices(
-            pool=UpstreamPool(),
+            pool=UpstreamPool(connector),
             altsvc=self.altsvc,
             limits=config.limits,
             hold_unsafe_early_data=self.quic_options.early_data_unsafe == "hold",
@@ -223,7 +227,9 @@ def serve(
 
     QUIC packets for ``quic_addresses`` are steered to the worker owning their connection ID
     (see ``quicproxy.net.steering``), so migrating clients keep reaching their connection.
+    Raises ``EngineCompatError`` first when the installed aioquic is untested.
     """
+    check_compat()
     _install_uvloop()
     if workers <= 1:
         asyncio.run(_serve_one(make_server, False, grace, ready))
@@ -323,7 +329,8 @@ def quic_addresses(config: Config) -> list[tuple[str, int]]:
 
 def announce(server: ProxyServer) -> None:
     """Print where the proxy answers, on stdout, once it listens."""
-    for host, port, quic in server.addresses:
+    for item, (host, port, quic) in zip(server.config.listen, server.addresses, strict=True):
         shown = f"[{host}]" if ":" in host else host
-        protocols = "h3, h2, http/1.1" if quic else "h2, http/1.1"
-        print(f"quicproxy ready: https://{shown}:{port}/ ({protocols})", flush=True)
+        scheme = "https" if item.tls else "http"
+        protocols = "h3, h2, http/1.1" if quic else ("h2, http/1.1" if item.tls else "http/1.1")
+        print(f"quicproxy ready: {scheme}://{shown}:{port}/ ({protocols})", flush=True)

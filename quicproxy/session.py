@@ -10,9 +10,10 @@ from typing import Any
 from protocols.errors import ErrorCode
 from protocols.messages import Headers, RequestHead, ResponseHead
 
+from .altsvc import AltSvcPolicy
 from .errors import ProxyError
 from .http import RequestHeader, ResponseHeader
-from .streamio import StreamIO
+from .streamio import ServerStream
 
 __all__ = ["DownstreamInfo", "Session"]
 
@@ -41,7 +42,7 @@ class Session:
     """One request/response exchange with the client, as the pipeline and hooks drive it."""
 
     def __init__(
-        self, stream: StreamIO, head: RequestHead, downstream: DownstreamInfo, end_stream: bool
+        self, stream: ServerStream, head: RequestHead, downstream: DownstreamInfo, end_stream: bool
     ) -> None:
         self.stream = stream
         self.original_head = head
@@ -54,6 +55,8 @@ class Session:
         self.response_finished = False
         self.bytes_out = 0
         self.upstream_address: str | None = None
+        self.upstream_tries: list[str] = []  # the address of each try, in order
+        self.altsvc: AltSvcPolicy | None = None  # advertises HTTP/3 on answers made here
         self.error: ProxyError | None = None
 
     @property
@@ -83,20 +86,17 @@ class Session:
     ) -> None:
         """Send the final response head."""
         head = response.to_head() if isinstance(response, ResponseHeader) else response
-        self.stream._check()
+        self.stream.check_open()
         self.response_status = head.status
         self.response_started = True
-        self.stream.driver.adapter.send_response(self.stream.stream_id, head, end_stream)
-        self.stream.driver.schedule_flush()
+        self.stream.send_head(head, end_stream)
         if end_stream:
-            self.stream.local_ended = True
             self.response_finished = True
 
     def write_informational(self, head: ResponseHead) -> None:
         """Send a 1xx response."""
-        if not self.response_started and not self.stream.driver.closed:
-            self.stream.driver.adapter.send_informational(self.stream.stream_id, head)
-            self.stream.driver.schedule_flush()
+        if not self.response_started:
+            self.stream.send_informational(head)
 
     async def write_body(self, data: bytes) -> None:
         """Send response body bytes, waiting while the client is slow."""
@@ -119,9 +119,15 @@ class Session:
         content_type: str = "text/plain; charset=utf-8",
         headers: Headers | None = None,
     ) -> None:
-        """Answer the whole request at once (for hooks that do not proxy)."""
+        """Answer the whole request at once (for hooks that do not proxy, and the proxy's own
+        errors); TCP clients get the Alt-Svc advertisement unless ``headers`` carry one."""
         data = body.encode() if isinstance(body, str) else body
         fields: Headers = list(headers or [])
+        advertised = (
+            None if self.altsvc is None else self.altsvc.value_for(self.downstream.protocol)
+        )
+        if advertised is not None and not any(name == b"alt-svc" for name, _ in fields):
+            fields.append((b"alt-svc", advertised))
         if data or status not in (204, 304):
             fields.append((b"content-type", content_type.encode("latin-1")))
             fields.append((b"content-length", str(len(data)).encode()))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Generic, TypeVar
 
-from protocols.base import StreamSender
+from protocols.base import ClientAdapter, ServerAdapter, StreamSender
 from protocols.errors import ErrorCode, LocalProtocolError
 from protocols.events import (
     CapacityAvailable,
@@ -30,19 +30,25 @@ from protocols.messages import Headers, RequestHead, ResponseHead
 from .body import BodyChannel
 from .errors import ErrorKind, ErrorSource, ProxyError
 
-__all__ = ["ConnectionDriver", "StreamIO"]
+__all__ = ["ClientStream", "ConnectionDriver", "ServerStream", "StreamIO"]
 
 STOP_RECEIVING_DELAY = 0.5  # seconds between a complete early response and the reset after it
 
+# The adapter a driver runs (protocols.base). Covariant: a driver or stream over
+# ``H1ServerAdapter`` is one over ``ServerAdapter``; the adapter never changes once set.
+A_co = TypeVar("A_co", bound=StreamSender, covariant=True)
 
-class StreamIO:
-    """One HTTP exchange on a driven connection.
+
+class StreamIO(Generic[A_co]):
+    """One HTTP exchange on a driven connection, and the only writer of its stream.
 
     The incoming message's body lands in ``body``; a client-role stream's response head resolves
     ``response``. Sends wait for flow-control and transport capacity, never buffering past it.
+    Response heads go through ``send_head`` / ``send_informational`` (server-role streams only:
+    mypy refuses them on a ``StreamIO`` over a client adapter).
     """
 
-    def __init__(self, driver: ConnectionDriver, stream_id: int) -> None:
+    def __init__(self, driver: ConnectionDriver[A_co], stream_id: int) -> None:
         self.driver = driver
         self.stream_id = stream_id
         self.body = BodyChannel(self._credit, high_water=driver.stream_buffer)
@@ -74,6 +80,22 @@ class StreamIO:
         if callback is not None:
             callback()
 
+    def send_head(
+        self: StreamIO[ServerAdapter], head: ResponseHead, end_stream: bool = False
+    ) -> None:
+        """Send the final response head; raises ProxyError when the stream is gone."""
+        self.check_open()
+        self.driver.adapter.send_response(self.stream_id, head, end_stream)
+        self.driver.schedule_flush()
+        if end_stream:
+            self.local_ended = True
+
+    def send_informational(self: StreamIO[ServerAdapter], head: ResponseHead) -> None:
+        """Send a 1xx response head; dropped once the connection is closed."""
+        if not self.driver.closed:
+            self.driver.adapter.send_informational(self.stream_id, head)
+            self.driver.schedule_flush()
+
     async def send_data(self, data: bytes) -> None:
         """Send body bytes, waiting for capacity; raises ProxyError when the stream is gone."""
         view = memoryview(data)
@@ -90,14 +112,14 @@ class StreamIO:
 
     def send_trailers(self, trailers: Headers) -> None:
         """End the outgoing message with trailers."""
-        self._check()
+        self.check_open()
         self.local_ended = True
         self.driver.adapter.send_trailers(self.stream_id, trailers)
         self.driver.schedule_flush()
 
     def end(self) -> None:
         """End the outgoing message."""
-        self._check()
+        self.check_open()
         self.local_ended = True
         self.driver.adapter.end_stream(self.stream_id)
         self.driver.schedule_flush()
@@ -131,38 +153,40 @@ class StreamIO:
             self.driver.set_reading(True)
         self.driver.stream_closed(self)
 
-    def _check(self) -> None:
+    def check_open(self) -> None:
+        """Raise the stream's error, or a peer error when the connection is closed."""
         if self.error is not None:
             raise self.error
         if self.driver.closed:
             raise self.driver.peer_error(ErrorKind.UPSTREAM_RESET, "connection closed")
 
 
-class ConnectionDriver:
+class ConnectionDriver(Generic[A_co]):
     """Shared event dispatch for a connection of either role over any transport.
 
     Subclasses provide ``flush`` (move queued bytes or datagrams to the transport) and
-    ``close_transport``, and override ``on_request`` (server role).
+    ``close_transport``, and override ``on_request`` (server role). The type parameter is the
+    adapter's contract (protocols.base): ``open_stream`` needs a client-role adapter.
     """
 
-    adapter: Any  # a protocols.base ServerAdapter or ClientAdapter
+    # Stop reading the transport while a stream's body is over its high water (set by drivers
+    # whose adapter has no flow control of its own; see ByteStreamAdapter).
+    pause_on_buffer = False
 
     def __init__(
         self,
-        adapter: StreamSender,
+        adapter: A_co,
         *,
         peer_side: ErrorSource,
         write_timeout: float = 60.0,
         stream_buffer: int = 256 * 1024,
-        pause_on_buffer: bool = False,
     ) -> None:
         self.adapter = adapter
         self.peer_side = peer_side
         self.write_timeout = write_timeout
         self.stream_buffer = stream_buffer
-        self.pause_on_buffer = pause_on_buffer
         self.loop = asyncio.get_running_loop()
-        self.streams: dict[int, StreamIO] = {}
+        self.streams: dict[int, StreamIO[StreamSender]] = {}
         self.requests = 0
         self.closed = False
         self.going_away = False
@@ -184,10 +208,12 @@ class ConnectionDriver:
     def set_reading(self, enabled: bool) -> None:
         """Pause or resume reading from the transport (byte streams without flow control)."""
 
-    def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
+    def on_request(self, stream: StreamIO[A_co], head: RequestHead, end_stream: bool) -> None:
         """Server role: a request arrived on a new stream."""
 
-    def open_stream(self, head: RequestHead, end_stream: bool) -> StreamIO:
+    def open_stream(
+        self: ConnectionDriver[ClientAdapter], head: RequestHead, end_stream: bool
+    ) -> StreamIO[ClientAdapter]:
         """Client role: send a request head; the stream carries its body and the response."""
         if self.closed:
             raise self.peer_error(ErrorKind.UPSTREAM_RESET, "connection closed")
@@ -203,7 +229,7 @@ class ConnectionDriver:
         self.schedule_flush()
         return stream
 
-    def stream_closed(self, stream: StreamIO) -> None:
+    def stream_closed(self, stream: StreamIO[StreamSender]) -> None:
         """A stream was forgotten; subclasses may reuse or close the connection."""
 
     # -- shared machinery ---------------------------------------------------------------------
@@ -239,15 +265,15 @@ class ConnectionDriver:
                 self.reading_paused = False
                 self.set_reading(True)
 
-    async def wait_capacity(self, stream: StreamIO) -> int:
+    async def wait_capacity(self, stream: StreamIO[StreamSender]) -> int:
         """Wait until ``stream`` may send; returns how many bytes. Raises if it cannot."""
         deadline = self.loop.time() + self.write_timeout
         while True:
-            stream._check()
+            stream.check_open()
             if stream.local_ended:
                 raise self.peer_error(ErrorKind.INTERNAL, "stream already ended")
             if self.writable:
-                capacity = int(self.adapter.send_capacity(stream.stream_id))
+                capacity = self.adapter.send_capacity(stream.stream_id)
                 if capacity > 0:
                     return capacity
             remaining = deadline - self.loop.time()
@@ -291,11 +317,11 @@ class ConnectionDriver:
         stream_id: int | None = getattr(event, "stream_id", None)
         stream = self.streams.get(stream_id) if stream_id is not None else None
         if isinstance(event, RequestHeaders):
-            stream = StreamIO(self, event.stream_id)
-            self.streams[event.stream_id] = stream
+            request = StreamIO(self, event.stream_id)
+            self.streams[event.stream_id] = request
             if event.end_stream:
-                stream.body.feed_end()
-            self.on_request(stream, event.head, event.end_stream)
+                request.body.feed_end()
+            self.on_request(request, event.head, event.end_stream)
         elif isinstance(event, RequestData | ResponseData):
             if stream is None:
                 self.adapter.consumed(event.stream_id, len(event.data))
@@ -340,7 +366,7 @@ class ConnectionDriver:
     def on_protocol_error(self, event: ProtocolError) -> None:
         """The peer broke the protocol (the adapter already answered): subclasses log it."""
 
-    def _protocol_error(self, event: ProtocolError, stream: StreamIO | None) -> None:
+    def _protocol_error(self, event: ProtocolError, stream: StreamIO[StreamSender] | None) -> None:
         if self.closed:
             return
         self.on_protocol_error(event)
@@ -359,3 +385,10 @@ class ConnectionDriver:
             self.wake_writers()
             self.flush()
             self.close_transport()
+
+
+ServerStream = StreamIO[ServerAdapter]
+"""A server-role stream: what a Session writes its response to."""
+
+ClientStream = StreamIO[ClientAdapter]
+"""A client-role stream: an upstream request and its response."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
-from protocols.base import StreamSender
+from protocols.base import StreamSender, TcpAdapter
 from protocols.errors import ErrorCode
 from protocols.events import ConnectionClosed
 
@@ -14,30 +15,33 @@ from .streamio import ConnectionDriver, StreamIO
 
 __all__ = ["TcpDriver"]
 
+T_co = TypeVar("T_co", bound=TcpAdapter, covariant=True)
 
-class TcpDriver(ConnectionDriver):
+
+class TcpDriver(ConnectionDriver[T_co]):
     """Feeds socket bytes to the adapter and writes its output; closes after ``idle_timeout``
     seconds without an open stream. Received bytes do not count as activity (a client that
-    trickles bytes or PINGs holds no connection open); only the end of a stream does."""
+    trickles bytes or PINGs holds no connection open); only the end of a stream does. Reading
+    pauses over a stream's high water when the adapter says so (``pauses_reading_on_buffer``:
+    h1, which has no flow control)."""
 
     def __init__(
         self,
         stream: ByteStream,
-        adapter: StreamSender,
+        adapter: T_co,
         *,
         peer_side: ErrorSource,
         write_timeout: float,
         idle_timeout: float,
-        pause_on_buffer: bool,
         stream_buffer: int = 256 * 1024,
     ) -> None:
         super().__init__(
             adapter,
             peer_side=peer_side,
             write_timeout=write_timeout,
-            pause_on_buffer=pause_on_buffer,
             stream_buffer=stream_buffer,
         )
+        self.pause_on_buffer = adapter.pauses_reading_on_buffer
         self.stream = stream
         self.idle_timeout = idle_timeout
         self.last_activity = self.loop.time()
@@ -82,7 +86,7 @@ class TcpDriver(ConnectionDriver):
     def on_lost(self) -> None:
         """The socket is gone; subclasses drop their references."""
 
-    def stream_closed(self, stream: StreamIO) -> None:
+    def stream_closed(self, stream: StreamIO[StreamSender]) -> None:
         """A stream ended: the idle period starts again."""
         self.last_activity = self.loop.time()
 

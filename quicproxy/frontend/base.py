@@ -13,7 +13,7 @@ from ..errors import ErrorKind, ProxyError
 from ..hooks import ProxyHttp
 from ..pipeline import ProxyServices, run
 from ..session import DownstreamInfo, Session
-from ..streamio import StreamIO
+from ..streamio import ServerStream
 
 __all__ = ["RequestStarter", "log_refusal"]
 
@@ -29,7 +29,7 @@ class RequestStarter:
         self.tasks: set[asyncio.Task[None]] = set()
 
     def start(
-        self, stream: StreamIO, head: RequestHead, end_stream: bool, info: DownstreamInfo
+        self, stream: ServerStream, head: RequestHead, end_stream: bool, info: DownstreamInfo
     ) -> None:
         """Create the session and run the pipeline for it."""
         max_body = self.services.limits.max_body_size
@@ -39,6 +39,7 @@ class RequestStarter:
                 max_body, ProxyError.downstream(ErrorKind.BODY_TOO_LARGE, too_large)
             )
         session = Session(stream, head, info, end_stream)
+        session.altsvc = self.services.altsvc
         task = asyncio.get_running_loop().create_task(run(session, self.proxy, self.services))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

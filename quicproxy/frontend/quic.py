@@ -13,7 +13,8 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.quic.packet import QuicProtocolVersion
 
-from protocols import quic_compat
+from protocols.base import ServerQuicAdapter
+from protocols.engines.aioquic import handshake_complete
 from protocols.errors import ErrorCode
 from protocols.events import ProtocolError
 from protocols.flood import StreamLimits
@@ -28,7 +29,7 @@ from ..net import steering
 from ..net.deadline import DeadlineTimer
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..session import DownstreamInfo
-from ..streamio import ConnectionDriver, StreamIO
+from ..streamio import ConnectionDriver, ServerStream
 from .base import RequestStarter, log_refusal
 
 __all__ = ["QuicDriver", "QuicListener"]
@@ -38,7 +39,7 @@ log = logging.getLogger("quicproxy.frontend.quic")
 DEFAULT_QUIC_CONFIG = QuicConfig()
 
 
-class QuicDriver(ConnectionDriver):
+class QuicDriver(ConnectionDriver[ServerQuicAdapter]):
     """The streams of one QUIC connection; sending means scheduling the listener's transmit."""
 
     def __init__(self, listener: QuicListener, conn: QuicServerConnection, addr: Address) -> None:
@@ -67,7 +68,7 @@ class QuicDriver(ConnectionDriver):
 
     def check_handshake(self) -> None:
         """Resolve ``handshake`` once the TLS handshake is complete."""
-        if not self.handshake.done() and quic_compat.handshake_complete(self.conn.quic):
+        if not self.handshake.done() and handshake_complete(self.conn.quic):
             self.handshake.set_result(None)
 
     def connection_failed(self, reason: str) -> None:
@@ -79,7 +80,7 @@ class QuicDriver(ConnectionDriver):
     def on_protocol_error(self, event: ProtocolError) -> None:
         log_refusal(self.client_address, self.conn.facts.alpn or "h3", event)
 
-    def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
+    def on_request(self, stream: ServerStream, head: RequestHead, end_stream: bool) -> None:
         facts = self.conn.facts
         early = not self.handshake.done()  # this request came in 0-RTT
         info = DownstreamInfo(

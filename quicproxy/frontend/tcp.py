@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from protocols.base import ServerTcpAdapter, StreamSender
 from protocols.events import ProtocolError
 from protocols.h1 import H1ServerAdapter
 from protocols.h2 import H2ServerAdapter
@@ -15,8 +16,9 @@ from protocols.messages import RequestHead
 from ..config import LimitsConfig
 from ..errors import ErrorSource
 from ..net.tcp import ByteStream
+from ..net.tls import server_name
 from ..session import DownstreamInfo
-from ..streamio import StreamIO
+from ..streamio import ServerStream, StreamIO
 from ..tcpdriver import TcpDriver
 from .base import RequestStarter, log_refusal
 
@@ -31,7 +33,7 @@ def _address(value: Any) -> tuple[str, int]:
     return ("unknown", 0)
 
 
-class DownstreamTcp(TcpDriver):
+class DownstreamTcp(TcpDriver[ServerTcpAdapter]):
     """One client connection over TCP (TLS or cleartext)."""
 
     def __init__(
@@ -68,7 +70,6 @@ class DownstreamTcp(TcpDriver):
             peer_side=ErrorSource.DOWNSTREAM,
             write_timeout=limits.write_timeout,
             idle_timeout=limits.idle_timeout,
-            pause_on_buffer=alpn != "h2",
             stream_buffer=limits.stream_buffer,
         )
         ssl_object = stream.extra("ssl_object")
@@ -77,7 +78,7 @@ class DownstreamTcp(TcpDriver):
             client_address=_address(stream.extra("peername")),
             server_address=_address(stream.extra("sockname")),
             tls=tls,
-            sni=None if ssl_object is None else ssl_object.server_hostname,
+            sni=server_name(ssl_object),
             alpn=alpn,
         )
         self.starter = starter
@@ -103,11 +104,11 @@ class DownstreamTcp(TcpDriver):
         """A request is in flight and its body has fully arrived."""
         return bool(self.streams) and all(s.body.ended for s in self.streams.values())
 
-    def on_request(self, stream: StreamIO, head: RequestHead, end_stream: bool) -> None:
+    def on_request(self, stream: ServerStream, head: RequestHead, end_stream: bool) -> None:
         self._cancel_head_timer()
         self.starter.start(stream, head, end_stream, self.info)
 
-    def stream_closed(self, stream: StreamIO) -> None:
+    def stream_closed(self, stream: StreamIO[StreamSender]) -> None:
         super().stream_closed(stream)
         if self.going_away and not self.streams:
             self.close()

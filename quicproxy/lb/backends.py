@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 from ..upstream.peer import HttpPeer
 
-__all__ = ["Backend", "BackendSet"]
+__all__ = ["Backend", "BackendSet", "OutcomeReport"]
+
+OutcomeReport = Callable[["Backend", bool, float], None]
+"""Where a backend reports each finished try: (backend, ok, duration in seconds)."""
 
 
 class Backend:
-    """One address of an upstream group and what the balancer knows about it now."""
+    """One address of an upstream group and what the balancer knows about it now.
 
-    __slots__ = ("draining", "ejected_until", "healthy", "in_flight", "peer", "weight")
+    Its ``peer`` names the backend as its try observer, so the pipeline counts in-flight tries
+    and reports outcomes for every request sent to it, whichever hook chose it.
+    """
 
-    def __init__(self, peer: HttpPeer, weight: int = 1) -> None:
-        self.peer = peer
+    __slots__ = (
+        "draining",
+        "ejected_until",
+        "healthy",
+        "in_flight",
+        "on_outcome",
+        "peer",
+        "weight",
+    )
+
+    def __init__(self, peer: HttpPeer, weight: int = 1, on_outcome: OutcomeReport | None = None):
+        self.peer = replace(peer, observer=self)
         self.weight = weight
+        self.on_outcome = on_outcome
         self.in_flight = 0
         self.healthy = True
         self.draining = False
@@ -31,13 +48,15 @@ class Backend:
         """Healthy, not drained by hand and not ejected by passive health."""
         return self.healthy and not self.draining and self.ejected_until <= now
 
-    def start(self) -> None:
+    def try_started(self) -> None:
         """A request went to this backend."""
         self.in_flight += 1
 
-    def finish(self) -> None:
-        """A request to this backend is over."""
+    def try_finished(self, ok: bool, duration: float) -> None:
+        """A request to this backend is over (``ok``: the backend did not fail it)."""
         self.in_flight = max(0, self.in_flight - 1)
+        if self.on_outcome is not None:
+            self.on_outcome(self, ok, duration)
 
     def __repr__(self) -> str:
         return f"Backend({self.key}, weight={self.weight}, in_flight={self.in_flight})"
@@ -46,8 +65,11 @@ class Backend:
 class BackendSet:
     """The backends of a group, in order; ``version`` changes whenever membership does."""
 
-    def __init__(self, backends: Sequence[Backend]) -> None:
+    def __init__(
+        self, backends: Sequence[Backend], on_outcome: OutcomeReport | None = None
+    ) -> None:
         self._backends = list(backends)
+        self.on_outcome = on_outcome  # given to backends that discovery adds
         self.version = 0
 
     def __iter__(self) -> Iterator[Backend]:
@@ -71,7 +93,7 @@ class BackendSet:
         for peer, weight in zip(peers, weights, strict=True):
             backend = current.get(peer.address)
             if backend is None or backend.peer != peer:
-                backend = Backend(peer, weight)
+                backend = Backend(peer, weight, self.on_outcome)
             backend.weight = weight
             updated.append(backend)
         changed = [b.key for b in updated] != [b.key for b in self._backends]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import ErrorKind, ProxyError
+from ..session import Session
 from ..upstream.connector import Connector
 from ..upstream.peer import HttpPeer
 from .backends import Backend, BackendSet
@@ -51,7 +52,11 @@ class LoadBalancer:
         self.configured = list(peers)
         self.weights = list(weights) if weights else [1] * len(self.configured)
         self.backends = BackendSet(
-            [Backend(peer, weight=w) for peer, w in zip(self.configured, self.weights, strict=True)]
+            [
+                Backend(peer, w, self.report)
+                for peer, w in zip(self.configured, self.weights, strict=True)
+            ],
+            on_outcome=self.report,
         )
         self.selector = selector
         self.hash_key = hash_key
@@ -83,6 +88,15 @@ class LoadBalancer:
                 ErrorKind.NO_UPSTREAM, f"no healthy backend in {self.name!r}", retry=False
             )
         return backend
+
+    def pick(self, session: Session) -> HttpPeer:
+        """The peer for this try of ``session``'s request: ``select`` with the client's address,
+        headers and path, skipping the backends its earlier tries went to. The pipeline counts
+        the try on the backend and reports its outcome."""
+        request = session.request
+        tried = set(session.upstream_tries)
+        client_ip = session.downstream.client_address[0]
+        return self.select(client_ip, request.headers, request.path, tried).peer
 
     def report(self, backend: Backend, ok: bool, duration: float) -> None:
         """One request's outcome, for passive health."""

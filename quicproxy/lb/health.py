@@ -16,7 +16,6 @@ from ..errors import ProxyError
 from ..net.tcp import describe_os_error, open_tcp
 from ..upstream.connector import Connector
 from ..upstream.peer import HttpPeer
-from ..upstream.pool import PooledConnection
 
 __all__ = ["ActiveCheck", "HealthChecker", "HealthTarget", "PassiveCheck", "PassiveHealth"]
 
@@ -134,13 +133,7 @@ class HealthChecker:
             return describe_os_error(exc)
 
     async def _probe_http(self, peer: HttpPeer) -> str | None:
-        conn: PooledConnection
-        if peer.protocol == "h3":
-            from ..upstream.quic_client import H3UpstreamConnection
-
-            conn = await H3UpstreamConnection.connect(peer)
-        else:
-            conn = await self.connector.connect(peer)
+        conn = await self.connector.connect(peer)
         try:
             head = RequestHead(
                 method=b"GET",

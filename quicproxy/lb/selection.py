@@ -1,11 +1,10 @@
-"""Backend selection algorithms: round robin (plain, weighted), random, least connections,
+"""Backend selection algorithms, all weighted: smooth round robin, random, least connections,
 power of two choices and consistent hashing (Ketama)."""
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import itertools
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ __all__ = [
     "Random",
     "RoundRobin",
     "Selector",
+    "SmoothWeights",
     "WeightedRoundRobin",
     "hash_key_value",
     "selector_by_name",
@@ -34,39 +34,62 @@ class Selector(ABC):
         """A backend, or None when there are no candidates."""
 
 
-class RoundRobin(Selector):
-    """Each call takes the next candidate in turn."""
+class SmoothWeights:
+    """nginx's smooth weighted round robin over whatever candidates each call brings.
+
+    Every pick adds each candidate's weight to its running score, takes the highest score (the
+    first on a tie) and subtracts the candidates' total weight from it: weights 5,1,1 give
+    a a b a c a a, interleaved, and equal weights plain round robin. Scores stay bounded
+    whichever candidates come and go (health changes), so over N picks of one candidate set each
+    gets its share within a few picks. Scores of backends long absent are forgotten.
+    """
+
+    __slots__ = ("_scores",)
+
+    PRUNE_SLACK = 32  # absent backends whose scores are kept before a prune
 
     def __init__(self) -> None:
-        self._counter = itertools.count()
+        self._scores: dict[str, int] = {}
 
-    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+    def pick(self, candidates: Sequence[Backend]) -> Backend | None:
+        """The next candidate, or None when there are none."""
         if not candidates:
             return None
-        return candidates[next(self._counter) % len(candidates)]
-
-
-class WeightedRoundRobin(Selector):
-    """Smooth weighted round robin (as nginx): weights 5,1,1 give a a b a c a a, interleaved."""
-
-    def __init__(self) -> None:
-        self._current: dict[str, int] = {}
-
-    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
-        if not candidates:
-            return None
+        scores = self._scores
+        if len(scores) > 2 * len(candidates) + self.PRUNE_SLACK:
+            wanted = {b.key for b in candidates}
+            self._scores = scores = {k: v for k, v in scores.items() if k in wanted}
         total = 0
-        best: Backend | None = None
-        best_value = 0
+        best = candidates[0]
+        best_score: int | None = None
         for backend in candidates:
-            value = self._current.get(backend.key, 0) + backend.weight
-            self._current[backend.key] = value
+            score = scores.get(backend.key, 0) + backend.weight
+            scores[backend.key] = score
             total += backend.weight
-            if best is None or value > best_value:
-                best, best_value = backend, value
-        assert best is not None
-        self._current[best.key] -= total
+            if best_score is None or score > best_score:
+                best, best_score = backend, score
+        scores[best.key] -= total
         return best
+
+
+def _lighter(a: Backend, b: Backend) -> bool:
+    """True when ``a`` has no more requests in flight per unit of weight than ``b``."""
+    return a.in_flight * b.weight <= b.in_flight * a.weight
+
+
+class RoundRobin(Selector):
+    """Each call takes the next candidate in turn, in proportion to ``Backend.weight`` (smooth
+    weighted round robin: deterministic, no bursts; equal weights take turns)."""
+
+    def __init__(self) -> None:
+        self._turns = SmoothWeights()
+
+    def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
+        return self._turns.pick(candidates)
+
+
+class WeightedRoundRobin(RoundRobin):
+    """The same smooth weighted round robin as :class:`RoundRobin` (the older config name)."""
 
 
 class Random(Selector):
@@ -82,21 +105,26 @@ class Random(Selector):
 
 
 class LeastConnections(Selector):
-    """The fewest requests in flight; ties go round robin."""
+    """The fewest requests in flight per unit of weight; ties go smooth weighted round robin
+    (so idle backends share requests by weight)."""
 
     def __init__(self) -> None:
-        self._counter = itertools.count()
+        self._turns = SmoothWeights()
 
     def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
         if not candidates:
             return None
-        low = min(b.in_flight for b in candidates)
-        tied = [b for b in candidates if b.in_flight == low]
-        return tied[next(self._counter) % len(tied)]
+        low = candidates[0]
+        for backend in candidates[1:]:
+            if not _lighter(low, backend):
+                low = backend
+        tied = [b for b in candidates if b.in_flight * low.weight == low.in_flight * b.weight]
+        return self._turns.pick(tied)
 
 
 class PowerOfTwoChoices(Selector):
-    """Two random candidates; the one with fewer requests in flight."""
+    """Two different candidates drawn by weight; the one with fewer requests in flight per unit
+    of weight (the first drawn on a tie, so idle backends share requests by weight)."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
@@ -104,9 +132,28 @@ class PowerOfTwoChoices(Selector):
     def select(self, candidates: Sequence[Backend], key: bytes | None) -> Backend | None:
         if len(candidates) < 2:
             return candidates[0] if candidates else None
-        first, second = self._rng.sample(range(len(candidates)), 2)
-        a, b = candidates[first], candidates[second]
-        return a if a.in_flight <= b.in_flight else b
+        a, b = self._draw_two(candidates)
+        return a if _lighter(a, b) else b
+
+    def _draw_two(self, candidates: Sequence[Backend]) -> tuple[Backend, Backend]:
+        weight = candidates[0].weight
+        if all(c.weight == weight for c in candidates):
+            first, second = self._rng.sample(range(len(candidates)), 2)
+            return candidates[first], candidates[second]
+        first = self._draw(candidates, -1)
+        return candidates[first], candidates[self._draw(candidates, first)]
+
+    def _draw(self, candidates: Sequence[Backend], skip: int) -> int:
+        """An index drawn in proportion to weight, never ``skip``."""
+        total = sum(c.weight for i, c in enumerate(candidates) if i != skip)
+        point = self._rng.randrange(total)
+        for index, backend in enumerate(candidates):
+            if index == skip:
+                continue
+            point -= backend.weight
+            if point < 0:
+                return index
+        raise AssertionError("unreachable: point < total")
 
 
 POINTS_PER_WEIGHT = 160

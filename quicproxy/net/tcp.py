@@ -100,6 +100,11 @@ class ByteStream(asyncio.Protocol):
         return None if self.transport is None else self.transport.get_extra_info(name)
 
     @property
+    def receiver(self) -> Receiver | None:
+        """What ``receiver_factory`` made for this connection (None before it is made)."""
+        return self._receiver
+
+    @property
     def alpn(self) -> str | None:
         """The negotiated ALPN protocol, if TLS."""
         ssl_object = self.extra("ssl_object")

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import ssl
+import weakref
 from pathlib import Path
+from typing import Any
 
-__all__ = ["client_context", "server_context"]
+__all__ = ["client_context", "server_context", "server_name"]
+
+# The SNI each server-side TLS connection sent, recorded during its handshake (the ssl module
+# tells a server the name only through the SNI callback; SSLObject.server_hostname is the
+# client role's). Weak keys: an entry goes with its connection.
+_SERVER_NAMES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _record_server_name(
+    connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, _context: ssl.SSLContext
+) -> None:
+    if name:
+        _SERVER_NAMES[connection] = name
+
+
+def server_name(connection: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The SNI the client sent on this server-side TLS connection (None without one)."""
+    return None if connection is None else _SERVER_NAMES.get(connection)
 
 
 def server_context(cert: Path, key: Path, alpn: list[str]) -> ssl.SSLContext:
-    """A TLS 1.2+ server context offering ``alpn`` in order of preference."""
+    """A TLS 1.2+ server context offering ``alpn`` in order of preference; it records each
+    client's SNI for :func:`server_name`."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert), str(key))
     context.set_alpn_protocols(alpn)
+    context.sni_callback = _record_server_name
     context.options |= ssl.OP_NO_COMPRESSION
     return context
 

@@ -1,55 +1,50 @@
-"""Dials upstream peers over net/ and wraps each connection in a client-role driver."""
+"""Connector: dials upstream peers of every protocol (h1, h2 over TCP; h3 over QUIC)."""
 
 from __future__ import annotations
 
-import logging
 import ssl
 from collections.abc import Callable
 
+from protocols.base import ClientTcpAdapter
 from protocols.h1 import H1ClientAdapter
 from protocols.h2 import H2ClientAdapter
 
+from ..config import LimitsConfig
 from ..errors import ErrorKind, ErrorSource, ProxyError
 from ..net.tcp import ByteStream, describe_os_error, open_tcp
-from ..net.tls import client_context
 from ..tcpdriver import TcpDriver
+from .connection import PooledConnection
+from .contexts import ContextCache, alpn_for
+from .limits import UpstreamLimits
 from .peer import HttpPeer
+from .quic_client import H3UpstreamConnection, QuicResumption
 
 __all__ = ["Connector", "UpstreamConnection", "alpn_for"]
 
-log = logging.getLogger("quicproxy.upstream")
 
-_ALPN = {"h1": ["http/1.1"], "h2": ["h2"], "auto": ["h2", "http/1.1"]}
-
-
-def alpn_for(peer: HttpPeer) -> list[str]:
-    """The ALPN protocols offered to a TLS peer."""
-    return _ALPN.get(peer.protocol, ["http/1.1"])
-
-
-class UpstreamConnection(TcpDriver):
+class UpstreamConnection(TcpDriver[ClientTcpAdapter]):
     """One TCP connection to a peer: HTTP/1.1, or HTTP/2 (ALPN ``h2`` or cleartext h2c)."""
 
-    def __init__(self, stream: ByteStream, peer: HttpPeer) -> None:
+    def __init__(self, stream: ByteStream, peer: HttpPeer, stream_buffer: int) -> None:
         if peer.tls:
             alpn = stream.alpn
             use_h2 = alpn == "h2"
         else:
             alpn = None
             use_h2 = peer.protocol == "h2"  # prior knowledge
-        adapter = H2ClientAdapter() if use_h2 else H1ClientAdapter()
+        adapter = H2ClientAdapter(initial_window=stream_buffer) if use_h2 else H1ClientAdapter()
         super().__init__(
             stream,
             adapter,
             peer_side=ErrorSource.UPSTREAM,
             write_timeout=peer.timeouts.write,
             idle_timeout=peer.timeouts.idle,
-            pause_on_buffer=not use_h2,
+            stream_buffer=stream_buffer,
         )
         self.peer = peer
         self.alpn = alpn
         self.multiplexed = use_h2
-        self.on_gone: Callable[[UpstreamConnection], None] | None = None
+        self.on_gone: Callable[[PooledConnection], None] | None = None
         self.flush()  # the HTTP/2 connection preface
 
     @property
@@ -68,38 +63,32 @@ class UpstreamConnection(TcpDriver):
 
 
 class Connector:
-    """Opens connections; caches one TLS client context per TLS setting."""
+    """Opens connections to peers of every protocol with one set of limits. Owns the TLS client
+    contexts (one per TLS setting) and, for QUIC, the session tickets and NEW_TOKEN tokens
+    that let the next connection to the same peer key resume and skip a Retry."""
 
-    def __init__(self) -> None:
-        self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+    def __init__(self, limits: LimitsConfig | UpstreamLimits | None = None) -> None:
+        if not isinstance(limits, UpstreamLimits):
+            limits = UpstreamLimits.from_config(limits)
+        self.limits = limits
+        self.contexts = ContextCache()
+        self.quic = QuicResumption(limits.peer_cache_size)
 
-    def _context(self, peer: HttpPeer) -> ssl.SSLContext | None:
-        if not peer.tls:
-            return None
-        alpn = alpn_for(peer)
-        key = (peer.verify, peer.ca_file, peer.client_cert, peer.client_key, tuple(alpn))
-        context = self._contexts.get(key)
-        if context is None:
-            if not peer.verify:
-                log.warning("TLS verification is off for upstream %s", peer.address)
-            context = client_context(
-                verify=peer.verify,
-                ca_file=peer.ca_file,
-                alpn=alpn,
-                client_cert=peer.client_cert,
-                client_key=peer.client_key,
-            )
-            self._contexts[key] = context
-        return context
+    async def connect(self, peer: HttpPeer) -> PooledConnection:
+        """Open a new connection to ``peer`` (h3: QUIC; else TCP, TLS with ALPN or cleartext),
+        mapping failures to ProxyError (connect errors are retryable)."""
+        if peer.protocol == "h3":
+            return await H3UpstreamConnection.connect(peer, self.limits, self.quic)
+        return await self._connect_tcp(peer)
 
-    async def connect(self, peer: HttpPeer) -> UpstreamConnection:
-        """Open a new connection, mapping failures to ProxyError (connect errors are retryable)."""
+    async def _connect_tcp(self, peer: HttpPeer) -> UpstreamConnection:
+        buffer = self.limits.stream_buffer
         try:
             stream = await open_tcp(
                 peer.host,
                 peer.port,
-                lambda s: UpstreamConnection(s, peer),
-                ssl_context=self._context(peer),
+                lambda s: UpstreamConnection(s, peer, buffer),
+                ssl_context=self.contexts.get(peer),
                 server_hostname=peer.server_name,
                 connect_timeout=peer.timeouts.connect,
                 tls_handshake_timeout=peer.timeouts.tls_handshake,
@@ -121,7 +110,7 @@ class Connector:
             raise ProxyError.upstream(
                 ErrorKind.CONNECT_REFUSED, f"connect to {peer.address} failed: {reason}"
             ) from None
-        receiver = stream._receiver
+        receiver = stream.receiver
         assert isinstance(receiver, UpstreamConnection)
         if peer.protocol == "h2" and peer.tls and not receiver.multiplexed:
             receiver.close_transport()

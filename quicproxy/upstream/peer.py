@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["HttpPeer", "PeerKey", "Timeouts"]
+__all__ = ["HttpPeer", "PeerKey", "Timeouts", "TryObserver"]
 
 PeerKey = tuple[object, ...]
+
+
+class TryObserver(Protocol):
+    """Told of every try the pipeline makes to a peer (a balancer's backend counts them)."""
+
+    def try_started(self) -> None:
+        """A try to this peer begins."""
+
+    def try_finished(self, ok: bool, duration: float) -> None:
+        """The try is over; ``ok`` is False when the upstream failed it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,8 @@ class HttpPeer:
     max_connections: int = 0  # 0: unlimited; beyond it a fast 503 (circuit breaking)
     max_requests: int = 0  # in-flight requests; 0: unlimited
     max_idle: int = 64  # idle HTTP/1.1 connections kept for reuse
+    # who counts the tries (set by LoadBalancer on its backends' peers); not part of identity
+    observer: TryObserver | None = field(default=None, compare=False, repr=False)
 
     def key(self) -> PeerKey:
         """Two peers share connections if and only if their keys are equal (limits and timeouts

@@ -11,13 +11,10 @@ import asyncio
 import collections
 import logging
 from dataclasses import replace
-from typing import Protocol
-
-from protocols.messages import RequestHead
 
 from ..errors import ErrorKind, ProxyError
-from ..streamio import StreamIO
 from .altsvc_cache import AltSvcCache
+from .connection import PooledConnection
 from .connector import Connector
 from .peer import HttpPeer, PeerKey
 
@@ -29,24 +26,6 @@ H3_ATTEMPT_TIMEOUT = 2.0  # an advertised HTTP/3 that does not answer by then fa
 _FALLBACK_KINDS = frozenset(
     {ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_REFUSED, ErrorKind.TLS_HANDSHAKE}
 )
-
-
-class PooledConnection(Protocol):
-    """What the pool needs of a connection, whatever its transport."""
-
-    peer: HttpPeer
-    multiplexed: bool
-    requests: int
-    closed: bool
-    last_activity: float
-    streams: dict[int, StreamIO]
-
-    @property
-    def reusable(self) -> bool: ...
-
-    def open_stream(self, head: RequestHead, end_stream: bool) -> StreamIO: ...
-
-    def close_transport(self) -> None: ...
 
 
 class UpstreamPool:
@@ -156,27 +135,18 @@ class UpstreamPool:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._dialing.setdefault(key, done)
         try:
-            conn = await self._connect(peer)
+            conn = await self.connector.connect(peer)
         finally:
             if self._dialing.get(key) is done:
                 del self._dialing[key]
             done.set_result(None)
         self.connections_opened += 1
         self._live.setdefault(key, set()).add(conn)
-        conn_any: object = conn
-        setattr(conn_any, "on_gone", self._discard)  # noqa: B010 - both connection kinds have it
+        conn.on_gone = self._discard
         self._multiplexed[key] = conn.multiplexed
         if conn.multiplexed:
             self._shared.setdefault(key, []).append(conn)
         return conn
-
-    async def _connect(self, peer: HttpPeer) -> PooledConnection:
-        if peer.protocol == "h3":
-            from .quic_client import H3UpstreamConnection
-
-            conn: PooledConnection = await H3UpstreamConnection.connect(peer)
-            return conn
-        return await self.connector.connect(peer)
 
     def release(self, conn: PooledConnection, clean: bool) -> None:
         """An exchange on ``conn`` is over; ``clean``: both messages completed normally."""

@@ -3,63 +3,67 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Generic, TypeVar
 
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import SessionTicket
 
+from protocols.base import ClientQuicAdapter
+from protocols.engines.aioquic import EcnQuicConnection
 from protocols.events import CapacityAvailable, Event
 from protocols.h3 import H3ClientAdapter, connection_closed
-from protocols.quic_ecn import EcnQuicConnection
 
 from ..errors import ErrorKind, ErrorSource, ProxyError
 from ..net.deadline import DeadlineTimer
 from ..net.udp import Address, UdpEndpoint, open_udp_endpoint
 from ..streamio import ConnectionDriver
+from .connection import PooledConnection
+from .contexts import alpn_for
+from .limits import UpstreamLimits
 from .peer import HttpPeer, PeerKey
+from .peer_cache import PeerCache
 
-__all__ = ["H3UpstreamConnection", "PeerCache"]
-
-T = TypeVar("T")
-
-STREAM_BUFFER = 256 * 1024
+__all__ = ["H3UpstreamConnection", "QuicResumption", "client_quic"]
 
 
-class PeerCache(Generic[T]):
-    """The latest value per upstream (a session ticket, an address-validation token), bounded."""
+class QuicResumption:
+    """What one connection leaves for the next to the same peer key: the session ticket (it
+    resumes, and may send 0-RTT) and the NEW_TOKEN token (it skips a Retry)."""
 
     def __init__(self, limit: int = 1024) -> None:
-        self._values: collections.OrderedDict[PeerKey, T] = collections.OrderedDict()
-        self.limit = limit
-
-    def get(self, key: PeerKey) -> T | None:
-        return self._values.get(key)
-
-    def store(self, key: PeerKey, value: T) -> None:
-        self._values[key] = value
-        self._values.move_to_end(key)
-        while len(self._values) > self.limit:
-            self._values.popitem(last=False)
+        self.tickets: PeerCache[SessionTicket] = PeerCache(limit)
+        self.tokens: PeerCache[bytes] = PeerCache(limit)
 
 
-TICKETS: PeerCache[SessionTicket] = PeerCache()  # the next connection resumes (and may use 0-RTT)
-TOKENS: PeerCache[bytes] = PeerCache()  # NEW_TOKEN: the next connection skips a Retry
+def client_quic(
+    peer: HttpPeer, limits: UpstreamLimits, resumption: QuicResumption
+) -> EcnQuicConnection:
+    """A QUIC client connection to ``peer``, not yet started: it offers the session ticket and
+    token stored under the peer's key and stores the ones it receives there (so a verified
+    peer never resumes from an unverified peer's ticket)."""
+    key = peer.key()
+    return EcnQuicConnection(
+        configuration=_configuration(peer, key, limits, resumption),
+        session_ticket_handler=lambda ticket: resumption.tickets.store(key, ticket),
+        token_handler=lambda token: resumption.tokens.store(key, token),
+        stream_window=limits.stream_buffer,
+    )
 
 
-def _configuration(peer: HttpPeer, key: PeerKey) -> QuicConfiguration:
+def _configuration(
+    peer: HttpPeer, key: PeerKey, limits: UpstreamLimits, resumption: QuicResumption
+) -> QuicConfiguration:
     configuration = QuicConfiguration(
-        session_ticket=TICKETS.get(key),
-        token=TOKENS.get(key) or b"",
+        session_ticket=resumption.tickets.get(key),
+        token=resumption.tokens.get(key) or b"",
         is_client=True,
-        alpn_protocols=["h3"],
+        alpn_protocols=alpn_for(peer),
         server_name=peer.sni or peer.host,
         verify_mode=ssl.CERT_REQUIRED if peer.verify else ssl.CERT_NONE,
-        max_datagram_size=1350,
+        max_datagram_size=limits.quic_max_datagram_size,
         idle_timeout=peer.timeouts.idle,
     )
     if peer.ca_file is not None:
@@ -71,19 +75,24 @@ def _configuration(peer: HttpPeer, key: PeerKey) -> QuicConfiguration:
     return configuration
 
 
-class H3UpstreamConnection(ConnectionDriver):
+class H3UpstreamConnection(ConnectionDriver[ClientQuicAdapter]):
     """One QUIC connection to an upstream; streams are multiplexed like HTTP/2's."""
 
     multiplexed = True
 
     def __init__(
-        self, peer: HttpPeer, quic: EcnQuicConnection, endpoint: UdpEndpoint, addr: Address
+        self,
+        peer: HttpPeer,
+        quic: EcnQuicConnection,
+        endpoint: UdpEndpoint,
+        addr: Address,
+        stream_buffer: int,
     ) -> None:
         super().__init__(
-            H3ClientAdapter(quic, stream_buffer=STREAM_BUFFER),
+            H3ClientAdapter(quic, stream_buffer=stream_buffer),
             peer_side=ErrorSource.UPSTREAM,
             write_timeout=peer.timeouts.write,
-            stream_buffer=STREAM_BUFFER,
+            stream_buffer=stream_buffer,
         )
         self.peer = peer
         self.quic = quic
@@ -91,14 +100,17 @@ class H3UpstreamConnection(ConnectionDriver):
         self.addr = addr
         self.alpn = "h3"
         self.last_activity = self.loop.time()
-        self.on_gone: Callable[[H3UpstreamConnection], None] | None = None
+        self.on_gone: Callable[[PooledConnection], None] | None = None
         self.handshake: asyncio.Future[None] = self.loop.create_future()
         self.timer = DeadlineTimer(self.loop, self._on_timer)
         self._gone = False
 
     @classmethod
-    async def connect(cls, peer: HttpPeer) -> H3UpstreamConnection:
-        """Handshake within the peer's connect timeout; failures are ProxyErrors."""
+    async def connect(
+        cls, peer: HttpPeer, limits: UpstreamLimits, resumption: QuicResumption
+    ) -> H3UpstreamConnection:
+        """Handshake within the peer's connect timeout; failures are ProxyErrors. Use
+        ``Connector.connect``, which owns ``limits`` and ``resumption``."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(peer.timeouts.connect):
@@ -111,14 +123,8 @@ class H3UpstreamConnection(ConnectionDriver):
                     0,
                     lambda data, source, ecn: holder[0].datagram_received(data, source, ecn),
                 )
-                key = peer.key()  # never resume a verified peer from an unverified ticket
-                quic = EcnQuicConnection(
-                    configuration=_configuration(peer, key),
-                    session_ticket_handler=lambda ticket: TICKETS.store(key, ticket),
-                    token_handler=lambda token: TOKENS.store(key, token),
-                    stream_window=STREAM_BUFFER,
-                )
-                conn = cls(peer, quic, endpoint, addr)
+                quic = client_quic(peer, limits, resumption)
+                conn = cls(peer, quic, endpoint, addr, limits.stream_buffer)
                 holder.append(conn)
                 quic.connect(addr, now=loop.time())
                 conn.flush()

@@ -7,7 +7,7 @@ import hashlib
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,14 @@ from tests.support.clients import (
     h3_request,
     httpx_request,
 )
-from tests.support.procs import CURL, ProxyProcess, curl, run_proxy, write_config
+from tests.support.procs import (
+    CURL,
+    ProxyProcess,
+    curl,
+    proxy_in_front,
+    run_proxy,
+    write_config,
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,42 @@ def test_origin_alt_svc_never_reaches_client(
     assert r.body == b"this response carries an alt-svc header\n"
     assert r.get_all("alt-svc") == expected_alt_svc(client, proxy.port)
     assert all("9999" not in value for value in r.get_all("alt-svc"))
+
+
+@pytest.fixture(scope="module")
+def answering_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """Routes only ``only.example`` to a live origin and /dead/ to a closed port: the proxy
+    answers 404 (no route) and 502 (connect refused) itself."""
+    directory = tmp_path_factory.mktemp("answering")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    extra = f"""host = "only.example"
+
+[[upstream]]
+name = "dead"
+addresses = ["http://127.0.0.1:{dead}"]
+
+[[route]]
+upstream = "dead"
+path_prefix = "/dead/"
+"""
+    with proxy_in_front(dead, directory, cert_dir=directory, extra=extra) as proxy:
+        yield proxy
+
+
+@pytest.mark.parametrize("client", ALL)
+def test_answers_the_proxy_makes_itself_advertise_h3_too(
+    client: Client, answering_proxy: ProxyProcess, tmp_path: Path
+) -> None:
+    """Answers made by the proxy, not the origin, tell TCP clients of HTTP/3 like any other."""
+    port = answering_proxy.port
+    no_route = client.send(port, "/nowhere", tmp_path, "GET", None, ())
+    assert no_route.status == 404
+    assert no_route.get_all("alt-svc") == expected_alt_svc(client, port)
+    refused = client.send(port, "/dead/x", tmp_path, "GET", None, ())
+    assert refused.status == 502
+    assert refused.get_all("alt-svc") == expected_alt_svc(client, port)
 
 
 HOP_BY_HOP_H1: list[Header] = [

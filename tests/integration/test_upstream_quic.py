@@ -194,6 +194,9 @@ def test_advertised_http3_that_does_not_answer_falls_back_to_tcp(
 async def test_http3_upstream_resumes_sessions_reuses_tokens_and_health_checks_over_h3(
     certs: DevCerts,
 ) -> None:
+    """A Connector's second QUIC connection to a peer resumes with the first one's session
+    ticket and skips the Retry with its NEW_TOKEN token; another Connector (its own caches)
+    does neither. Health checks over h3 go through the same Connector."""
     from protocols.messages import RequestHead
     from quicproxy.config import (
         Config,
@@ -206,6 +209,7 @@ async def test_http3_upstream_resumes_sessions_reuses_tokens_and_health_checks_o
     from quicproxy.demo import DemoOrigin
     from quicproxy.lb.health import ActiveCheck, HealthChecker
     from quicproxy.server import ProxyServer
+    from quicproxy.upstream.connector import Connector
     from quicproxy.upstream.peer import HttpPeer
     from quicproxy.upstream.quic_client import H3UpstreamConnection
 
@@ -225,7 +229,9 @@ async def test_http3_upstream_resumes_sessions_reuses_tokens_and_health_checks_o
             "127.0.0.1", port, tls=True, protocol="h3", sni="localhost", ca_file=certs.ca_cert
         )
         router = server.quic_listeners[0].router
-        first = await H3UpstreamConnection.connect(peer)
+        connector = Connector()
+        first = await connector.connect(peer)
+        assert isinstance(first, H3UpstreamConnection)
         assert not first.quic.tls.session_resumed
         # one exchange: the server's session ticket arrives meanwhile
         head = RequestHead(b"GET", b"https", b"localhost", b"/status/204", [])
@@ -233,13 +239,21 @@ async def test_http3_upstream_resumes_sessions_reuses_tokens_and_health_checks_o
         assert (await asyncio.wait_for(stream.response, 10)).status == 204
         first.close_transport()
         assert router.retries_sent == 1
-        second = await H3UpstreamConnection.connect(peer)
+        second = await connector.connect(peer)
         try:
+            assert isinstance(second, H3UpstreamConnection)
             assert second.quic.tls.session_resumed
             assert router.retries_sent == 1  # the NEW_TOKEN token spared it the Retry
         finally:
             second.close_transport()
-        checker = HealthChecker("o", [], ActiveCheck(path="/status/200", timeout=5))
+        other = await Connector().connect(peer)  # tickets and tokens are per Connector
+        try:
+            assert isinstance(other, H3UpstreamConnection)
+            assert not other.quic.tls.session_resumed
+            assert router.retries_sent == 2
+        finally:
+            other.close_transport()
+        checker = HealthChecker("o", [], ActiveCheck(path="/status/200", timeout=5), connector)
         assert await checker.probe(peer) is None
         bad = HealthChecker("o", [], ActiveCheck(path="/status/500", timeout=5))
         assert await bad.probe(peer) == "status 500, expected 200-399"

@@ -26,7 +26,7 @@ PATTERN = bytes(range(256)) * 256
 CURL = shutil.which("curl")
 GTLSCLIENT = shutil.which("gtlsclient")
 ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"quicproxy ready: https://(\S+):(\d+)/")
+READY = re.compile(r"quicproxy ready: https?://(\S+):(\d+)/")
 
 
 def pattern_sha256(size: int) -> str:
@@ -81,6 +81,15 @@ class ProxyProcess:
 
     def log_text(self) -> str:
         return "".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> bool:
+        """True once ``text`` appears in what the process printed (polled, bounded)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait; returns the exit status."""

@@ -50,6 +50,73 @@ def test_weighted_round_robin_is_proportional_and_smooth() -> None:
     assert counts[pool[0].key] == 5000 and counts[pool[1].key] == 1000
 
 
+def test_round_robin_follows_weights_smoothly() -> None:
+    pool = backends(2, [3, 1])
+    sequence = picks(RoundRobin(), pool, 400)
+    counts = collections.Counter(sequence)
+    assert counts[pool[0].key] == 300 and counts[pool[1].key] == 100
+    for start in range(0, 400, 4):  # every turn of 4 picks: a, a, b, a (no burst)
+        assert sequence[start : start + 4].count(pool[1].key) == 1
+
+
+def test_round_robin_with_weight_one_is_plain_rotation() -> None:
+    pool = backends(3)
+    assert picks(RoundRobin(), pool, 6) == [b.key for b in pool] * 2
+
+
+def _shares(selector: object, pool: list[Backend], rounds: int) -> dict[str, int]:
+    total = sum(b.weight for b in pool)
+    counts = collections.Counter(picks(selector, pool, rounds * total))
+    return {b.key: counts[b.key] for b in pool}
+
+
+@pytest.mark.parametrize("name", ["round_robin", "weighted_round_robin", "least_connections"])
+def test_deterministic_selectors_keep_weights_as_candidates_change(name: str) -> None:
+    pool = backends(3, [3, 2, 1])
+    selector = selector_by_name(name)
+    for members in (pool, pool[1:], [pool[0], pool[2]], pool):  # health takes one out, back in
+        shares = _shares(selector, members, 100)
+        for backend in members:
+            assert abs(shares[backend.key] - 100 * backend.weight) <= 3, (members, shares)
+
+
+def test_power_of_two_keeps_weights_as_candidates_change() -> None:
+    pool = backends(3, [3, 2, 1])
+    selector = PowerOfTwoChoices(random.Random(11))
+    for members in (pool, pool[1:], pool):
+        shares = _shares(selector, members, 1000)
+        total = sum(b.weight for b in members)
+        for backend in members:
+            share = shares[backend.key] / (1000 * total)
+            assert abs(share - backend.weight / total) < 0.03, (members, shares)
+
+
+def test_least_connections_compares_in_flight_per_weight() -> None:
+    pool = backends(2, [3, 1])
+    pool[0].in_flight, pool[1].in_flight = 5, 2  # 5/3 < 2/1
+    assert set(picks(LeastConnections(), pool, 5)) == {pool[0].key}
+    pool[0].in_flight = 7  # 7/3 > 2/1
+    assert set(picks(LeastConnections(), pool, 5)) == {pool[1].key}
+
+
+def test_least_connections_shares_idle_backends_by_weight() -> None:
+    pool = backends(2, [3, 1])
+    counts = collections.Counter(picks(LeastConnections(), pool, 400))
+    assert counts[pool[0].key] == 300 and counts[pool[1].key] == 100
+
+
+def test_power_of_two_compares_in_flight_per_weight() -> None:
+    pool = backends(2, [4, 1])
+    pool[0].in_flight, pool[1].in_flight = 3, 1  # 3/4 < 1/1
+    assert set(picks(PowerOfTwoChoices(random.Random(2)), pool, 50)) == {pool[0].key}
+
+
+def test_power_of_two_draws_its_pair_by_weight() -> None:
+    pool = backends(3, [8, 1, 1])  # all idle: the first drawn wins, drawn in proportion 8:1:1
+    counts = collections.Counter(picks(PowerOfTwoChoices(random.Random(4)), pool, 5000))
+    assert 3700 < counts[pool[0].key] < 4300, counts
+
+
 def test_random_is_roughly_uniform() -> None:
     pool = backends(4)
     counts = collections.Counter(picks(Random(random.Random(1)), pool, 10000))

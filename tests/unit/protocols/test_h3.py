@@ -11,6 +11,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated
 
+from protocols.engines.aioquic import GatedQuicConnection
 from protocols.errors import ErrorCode, LocalProtocolError
 from protocols.events import (
     ConnectionClosed,
@@ -29,7 +30,6 @@ from protocols.events import (
 from protocols.h3 import H3ClientAdapter, H3ServerAdapter
 from protocols.hq import HqServerAdapter
 from protocols.messages import RequestHead, ResponseHead
-from protocols.quic_compat import GatedQuicConnection
 
 GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
 

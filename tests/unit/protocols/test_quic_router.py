@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aioquic._buffer import Buffer
+from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted

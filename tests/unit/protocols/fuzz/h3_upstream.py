@@ -21,11 +21,11 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent
 
+from protocols.engines.aioquic import EcnQuicConnection
 from protocols.errors import ErrorCode
 from protocols.events import Event, ProtocolError, ResponseData
 from protocols.h3 import H3ClientAdapter
 from protocols.messages import Headers, RequestHead
-from protocols.quic_ecn import EcnQuicConnection
 
 from .mutate import Contract, Op, apply_ops
 from .quic_pump import CLIENT_ADDR, SERVER_ADDR, STEP, client_configuration, server_configuration

@@ -21,11 +21,11 @@ from aioquic.quic.connection import QuicConnection
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from protocols.engines.aioquic import ServerQuicConnection
 from protocols.errors import ErrorCode
 from protocols.events import ConnectionClosed, Event, RequestData, RequestEnd, RequestHeaders
 from protocols.messages import ResponseHead
 from protocols.quic import QuicFacts, QuicServerConnection
-from protocols.quic_server_ext import ServerQuicConnection
 from protocols.quic_tokens import reset_token
 
 from .mutate import Contract, ContractViolation, examples

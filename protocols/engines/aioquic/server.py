@@ -1,8 +1,7 @@
 """Server-side QUIC features aioquic lacks: NEW_TOKEN, preferred_address, steered connection IDs.
 
-Like ``quic_compat`` this module relies on aioquic's private state (checked by
-``quic_compat.check_compat`` through ``SERVER_PRIVATE_STATE``; a unit test pins the aioquic
-version):
+This module relies on aioquic's private state (checked by ``compat.check_compat`` through
+``PRIVATE_STATE``; a unit test pins the aioquic version):
 
 - ``cid_factory`` makes every connection ID the server issues (so that IDs can carry a worker
   index for socket steering, see ``quicproxy.net.steering``);
@@ -37,24 +36,26 @@ from aioquic.quic.packet import (
 from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 
-from .quic_ecn import EcnQuicConnection
+from .ecn import EcnQuicConnection
 
-__all__ = ["SERVER_PRIVATE_STATE", "ServerQuicConnection"]
+__all__ = ["PRIVATE_STATE", "ServerQuicConnection"]
 
-SERVER_PRIVATE_STATE = [
-    "_host_cids",
-    "_host_cid_seq",
-    "_local_initial_source_connection_id",
-    "_network_paths",
-    "_local_max_streams_bidi",
-    "_serialize_transport_parameters",
-    "_replenish_connection_ids",
-    "_remote_active_connection_id_limit",
-    "_handshake_confirmed",
-    "_quic_logger",
-    "_configuration",
-]
-"""The private QuicConnection attributes this module relies on (see ``check_compat``)."""
+PRIVATE_STATE: dict[str, tuple[str, ...]] = {
+    "QuicConnection": (
+        "_host_cids",
+        "_host_cid_seq",
+        "_local_initial_source_connection_id",
+        "_network_paths",
+        "_local_max_streams_bidi",
+        "_serialize_transport_parameters",
+        "_replenish_connection_ids",
+        "_remote_active_connection_id_limit",
+        "_handshake_confirmed",
+        "_quic_logger",
+        "_configuration",
+    ),
+}
+"""The private aioquic attributes used here, by the object that holds them (see compat)."""
 
 Address = tuple[Any, ...]
 

@@ -1,7 +1,7 @@
 """aioquic's H3Connection, adapted: stream-scoped message errors, field-section limits checked
 before decoding, idle-frame budgets, GOAWAY sending and the client's bodiless responses.
 
-It touches aioquic's private H3 state (listed and checked by ``quic_compat.check_compat``).
+It touches aioquic's private H3 state (``PRIVATE_STATE``, checked by ``compat.check_compat``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,47 @@ from aioquic.h3.connection import H3Connection
 from aioquic.h3.events import H3Event, Headers
 from aioquic.quic.connection import QuicConnection
 
-from . import _qpack_bounds
-from .flood import FloodBudget
+from ... import _qpack_bounds
+from ...flood import FloodBudget
 
 __all__ = ["CompatH3Connection", "StreamMessageError"]
+
+PRIVATE_STATE: dict[str, tuple[str, ...]] = {
+    "QuicConnection": ("_close_event",),
+    "h3.connection": ("MessageError", "FrameType", "HeadersState", "encode_frame"),
+    "H3Connection": (
+        "_handle_request_or_push_frame",
+        "_check_content_length",
+        "_handle_request_or_push_end",
+        "_decode_headers",
+        "_init_connection",
+        "_get_local_settings",
+        "_check_control_frame_type",
+        "_check_request_or_push_frame_type",
+        "_stream",
+        "_is_done",
+        "_is_client",
+        "_quic",
+        "_local_control_stream_id",
+        "_local_decoder_stream_id",
+        "_max_table_capacity",
+        "_blocked_streams",
+        "_decoder",
+    ),
+    "H3Stream": (
+        "buffer",
+        "frame_type",
+        "frame_size",
+        "push_id",
+        "headers_recv_state",
+        "expected_content_length",
+        "blocked",
+        "sending_ended",
+        "is_ended",
+        "stream_id",
+    ),
+}
+"""The private aioquic attributes used here, by the object that holds them (see compat)."""
 
 
 @dataclass

@@ -12,8 +12,8 @@ speeds up the handshake (the Initial and Handshake spaces, RFC 9002 section 6.2.
 1-RTT CRYPTO like any other data there: each PTO retransmits the oldest outstanding
 ack-eliciting packet, so successive PTOs go through every outstanding packet in turn.
 
-Relies on aioquic's private recovery state (``RECOVERY_PRIVATE_STATE``, checked by
-``quic_compat.check_compat``; a unit test pins the aioquic version).
+Relies on aioquic's private recovery state (``PRIVATE_STATE``, checked by
+``compat.check_compat``; a unit test pins the aioquic version).
 """
 
 from __future__ import annotations
@@ -21,10 +21,19 @@ from __future__ import annotations
 from aioquic.quic.packet_builder import QuicSentPacket
 from aioquic.quic.recovery import QuicPacketRecovery, QuicPacketSpace
 
-__all__ = ["RECOVERY_PRIVATE_STATE", "ProbeRecovery", "install"]
+__all__ = ["PRIVATE_STATE", "ProbeRecovery", "install"]
 
-RECOVERY_PRIVATE_STATE = ["_on_packets_lost", "_send_probe", "_logger"]
-"""The private QuicPacketRecovery attributes this module relies on (see ``check_compat``)."""
+PRIVATE_STATE: dict[str, tuple[str, ...]] = {
+    "QuicPacketRecovery": (
+        "reschedule_data",
+        "spaces",
+        "handshake_confirmed",
+        "_on_packets_lost",
+        "_send_probe",
+        "_logger",
+    ),
+}
+"""The QuicPacketRecovery attributes this module relies on (see ``compat.check_compat``)."""
 
 
 class ProbeRecovery(QuicPacketRecovery):

@@ -1,4 +1,4 @@
-"""quic_recovery: lost stream ranges are always sent again by the server's QUIC connections.
+"""engine recovery: lost stream ranges are always sent again by the server's QUIC connections.
 
 A real aioquic client (with a session-ticket handler, so the server sends a NewSessionTicket as
 browsers and ngtcp2 make it do) talks to a ``QuicRouter`` in memory, with a fake clock and the

@@ -1,31 +1,15 @@
-"""quic_compat: the aioquic version pin and the private-state helpers, against real QUIC peers."""
+"""The aioquic engine's receive gating and state probes, against real QUIC peers in memory."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import aioquic
-import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 
-from protocols import quic_compat
-from protocols.quic_compat import GatedQuicConnection
-
-
-def test_check_compat_and_version_pin() -> None:
-    quic_compat.check_compat()
-    assert aioquic.__version__ in quic_compat.TESTED_AIOQUIC_VERSIONS, (
-        f"aioquic {aioquic.__version__} is untested: re-check protocols/quic_compat.py against "
-        "its private state, then add the version to TESTED_AIOQUIC_VERSIONS"
-    )
-
-
-def test_check_compat_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(QuicConnection, "_write_stream_limits")
-    with pytest.raises(RuntimeError, match="_write_stream_limits"):
-        quic_compat.check_compat()
+from protocols.engines import aioquic as engine
+from protocols.engines.aioquic import GatedQuicConnection
 
 
 class Received:
@@ -114,16 +98,16 @@ def test_stream_send_buffered_and_peer_credit(
     harness: Any, server_config: QuicConfiguration
 ) -> None:
     pair, client, _server, sink = gated_pair(harness, server_config)
-    assert quic_compat.stream_send_buffered(client, 0) == 0
-    credit = quic_compat.peer_bidi_stream_credit(client)
+    assert engine.stream_send_buffered(client, 0) == 0
+    credit = engine.peer_bidi_stream_credit(client)
     assert credit == 128
     client.send_stream_data(0, b"a" * 5000)
-    assert quic_compat.stream_send_buffered(client, 0) == 5000
-    assert quic_compat.peer_bidi_stream_credit(client) == credit - 1
+    assert engine.stream_send_buffered(client, 0) == 5000
+    assert engine.peer_bidi_stream_credit(client) == credit - 1
     pair.transfer()
-    assert quic_compat.stream_send_buffered(client, 0) == 0  # acknowledged
+    assert engine.stream_send_buffered(client, 0) == 0  # acknowledged
     assert sink.data[0] == 5000
     client.reset_stream(0, 0x10C)
-    assert quic_compat.stream_send_buffered(client, 0) == 0
-    assert quic_compat.smoothed_rtt(client) > 0
-    assert quic_compat.connection_version(client) == 1
+    assert engine.stream_send_buffered(client, 0) == 0
+    assert engine.smoothed_rtt(client) > 0
+    assert engine.connection_version(client) == 1

@@ -4,8 +4,8 @@
 packet number space by the ECN codepoint of its IP header, and ACKs of a space that has seen
 marks go out as ACK_ECN frames carrying the ECT(0), ECT(1) and CE counts, so that a peer that
 marks its packets can validate ECN on the path and react to congestion marks. Marking our own
-packets is the socket's business (``quicproxy.net.udp``). Like ``quic_compat`` this relies on
-aioquic's private state, listed in ``ECN_PRIVATE_STATE`` for ``quic_compat.check_compat``.
+packets is the socket's business (``quicproxy.net.udp``). Relies on aioquic's private state,
+listed in ``PRIVATE_STATE`` for ``compat.check_compat``.
 """
 
 from __future__ import annotations
@@ -25,19 +25,22 @@ from aioquic.quic.packet import (
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 
-from .quic_compat import GatedQuicConnection
+from .gating import GatedQuicConnection
 
-__all__ = ["ECN_PRIVATE_STATE", "EcnQuicConnection"]
+__all__ = ["PRIVATE_STATE", "EcnQuicConnection"]
 
-ECN_PRIVATE_STATE = [
-    "_write_ack_frame",
-    "_on_ack_delivery",
-    "_write_ping_frame",
-    "_spaces",
-    "_local_ack_delay_exponent",
-    "_configuration",
-]
-"""The private QuicConnection attributes this module relies on (see ``check_compat``)."""
+PRIVATE_STATE: dict[str, tuple[str, ...]] = {
+    "QuicConnection": (
+        "_write_ack_frame",
+        "_on_ack_delivery",
+        "_write_ping_frame",
+        "_spaces",
+        "_local_ack_delay_exponent",
+        "_configuration",
+        "_quic_logger",
+    ),
+}
+"""The private aioquic attributes used here, by the object that holds them (see compat)."""
 
 _ECN_FIELDS = 3 * UINT_VAR_MAX_SIZE
 _INDEX = {0b10: 0, 0b01: 1, 0b11: 2}  # ECT(0), ECT(1), CE -> position in the ACK_ECN frame
