@@ -154,3 +154,21 @@ def test_load_balancer_example(tmp_path: Path, origins: list[ThreadedOrigin]) ->
         assert wait_for_log(proxy, "is DOWN after 2 failed checks")
         assert statuses(proxy.port, 6) == ["200"] * 6
         assert proxy.stop() == 0
+
+
+@pytest.mark.parametrize("lb", ["round_robin", "least_connections", "power_of_two"])
+def test_two_origins_weighted_three_to_one(
+    tmp_path: Path, origins: list[ThreadedOrigin], lb: str
+) -> None:
+    """Every algorithm that reads weights sends 3:1 to origins weighted 3:1 (counted there)."""
+    requests = 120
+    weighted = origins[:2]
+    extra = f'weights = [3, 1]\nlb = "{lb}"'
+    with run_proxy(config(tmp_path / "p.toml", [o.port for o in weighted], extra)) as proxy:
+        assert statuses(proxy.port, requests) == ["200"] * requests
+    heavy, light = (len(o.origin.requests_seen) for o in weighted)
+    assert heavy + light == requests
+    if lb == "power_of_two":  # random: 90 expected, 3 standard deviations either way
+        assert 76 <= heavy <= 104, (heavy, light)
+    else:  # deterministic: idle backends share by smooth weighted round robin
+        assert (heavy, light) == (90, 30)
