@@ -15,6 +15,7 @@ class AltSvcPolicy:
         self.h3_port = h3_port
         self.max_age = max_age
         self.draining = False
+        self.advertised = 0  # responses given our value (read by quicproxy.metrics)
 
     def header_value(self) -> bytes | None:
         """What TCP responses carry, or None."""
@@ -26,7 +27,11 @@ class AltSvcPolicy:
 
     def value_for(self, protocol: str) -> bytes | None:
         """What a response to a client on ``protocol`` carries (only TCP clients get one)."""
-        return self.header_value() if protocol in ("http/1.1", "h2") else None
+        if protocol not in ("http/1.1", "h2"):
+            return None
+        value = self.header_value()
+        self.advertised += value is not None
+        return value
 
     def apply(self, response: ResponseHeader, protocol: str) -> None:
         """Set the response's Alt-Svc for a client on ``protocol``."""

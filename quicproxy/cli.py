@@ -11,6 +11,7 @@ from pathlib import Path
 from protocols.engines.base import EngineCompatError
 
 from .accesslog import configure_access_log
+from .admin import AdminPlan
 from .config import (
     Config,
     ConfigError,
@@ -157,6 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         grace=config.server.grace_period,
         ready=announce,
         quic_addresses=quic_addresses(config),
+        admin=AdminPlan.from_config(config),
     )
 
 

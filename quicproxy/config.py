@@ -21,6 +21,7 @@ from .config_reader import (
 
 __all__ = [
     "ActiveCheck",
+    "AdminConfig",
     "AltSvcConfig",
     "Config",
     "ConfigError",
@@ -76,6 +77,14 @@ class AltSvcConfig:
 
     enabled: bool = True
     max_age: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The admin listener (cleartext HTTP/1.1: metrics, health probe, status page, drain)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9901  # 0: any free port (printed at start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +210,7 @@ class Config:
     quic: QuicConfig = field(default_factory=QuicConfig)
     source: str = "<built-in>"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    admin: AdminConfig | None = None  # None: no admin listener (no [admin] table)
 
 
 def _headers(table: Table, key: str) -> HeaderRules:
@@ -407,6 +417,20 @@ def _route(table: Table, upstream_names: set[str]) -> RouteConfig:
     return route
 
 
+def _admin(root: Table) -> AdminConfig | None:
+    """``[admin]``: absent means off; ``address`` defaults to 127.0.0.1:9901."""
+    present = "admin" in root.data
+    table = root.sub("admin")
+    if not present:
+        return None
+    try:
+        host, port = parse_address(table.get("address", str, "127.0.0.1:9901"), "127.0.0.1")
+    except ValueError as exc:
+        raise table.error("address", str(exc)) from None
+    table.finish()
+    return AdminConfig(host, port)
+
+
 def _networks(table: Table, key: str) -> tuple[IPNetwork, ...]:
     networks = []
     for index, text in enumerate(table.strings(key)):
@@ -515,8 +539,10 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     routes = tuple(_route(t, set(names)) for t in root.subs("route"))
     if not routes:
         raise root.error("route", "needs at least one [[route]] table")
+    admin = _admin(root)
     root.finish()
-    return Config(listen, upstreams, routes, server, tls, alt_svc, forwarding, limits, quic, source)
+    config = Config(listen, upstreams, routes, server, tls, alt_svc, forwarding, limits, quic)
+    return replace(config, source=source, admin=admin)
 
 
 def load_config(path: Path) -> Config:

@@ -20,6 +20,7 @@ from .errors import ErrorKind, ErrorSource, ProxyError
 from .forwarding import ForwardingPolicy
 from .hooks import ProxyHttp
 from .http import RequestHeader, ResponseHeader
+from .metrics import record_request
 from .request_rules import check_request
 from .session import Session
 from .streamio import ClientStream
@@ -79,6 +80,7 @@ async def run(session: Session, proxy: ProxyHttp[Any], services: ProxyServices) 
             session.stream.stop_receiving()  # answered before the whole upload arrived
         session.stream.close()
         log_request(session, error)
+        record_request(session)
 
 
 def _client_went_away(session: Session) -> bool:

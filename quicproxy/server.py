@@ -14,6 +14,7 @@ from typing import Any
 
 from protocols.engines.aioquic import check_compat
 
+from .admin import AdminPlan
 from .altsvc import AltSvcPolicy
 from .config import Config, ListenConfig, QuicConfig, TlsConfig, parse_address
 from .devcerts import default_cert_dir, ensure_dev_certs
@@ -221,9 +222,13 @@ def serve(
     grace: float = 10.0,
     ready: Callable[[ProxyServer], None] | None = None,
     quic_addresses: Sequence[tuple[str, int]] = (),
+    admin: AdminPlan | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; with ``workers`` > 1, fork that many processes sharing the ports
     through SO_REUSEPORT and restart any that dies. Returns the exit status.
+
+    With ``admin``, this process serves the admin listener and the proxy runs in a child (see
+    ``quicproxy.admin``).
 
     QUIC packets for ``quic_addresses`` are steered to the worker owning their connection ID
     (see ``quicproxy.net.steering``), so migrating clients keep reaching their connection.
@@ -231,6 +236,15 @@ def serve(
     """
     check_compat()
     _install_uvloop()
+    if admin is not None:
+        from .admin.runner import run_beside
+
+        def proxy(factory: Callable[[bool], Awaitable[ProxyServer]]) -> int:
+            return serve(
+                factory, workers=workers, grace=grace, ready=ready, quic_addresses=quic_addresses
+            )
+
+        return run_beside(admin, make_server, proxy)
     if workers <= 1:
         asyncio.run(_serve_one(make_server, False, grace, ready))
         return 0

@@ -41,6 +41,7 @@ class UpstreamPool:
         self._in_flight: collections.Counter[PeerKey] = collections.Counter()
         self._leases: dict[PooledConnection, list[PeerKey]] = {}  # acquired, not yet released
         self.connections_opened = 0
+        self.acquisitions = [0, 0]  # handed out [new, reused] (read by quicproxy.metrics)
         self.alt_svc = AltSvcCache()
 
     async def acquire(self, peer: HttpPeer) -> tuple[PooledConnection, bool]:
@@ -64,6 +65,7 @@ class UpstreamPool:
             self._in_flight[key] -= 1
             raise
         self._leases.setdefault(conn, []).append(key)
+        self.acquisitions[reused] += 1
         return conn, reused
 
     async def _acquire_for(self, key: PeerKey, peer: HttpPeer) -> tuple[PooledConnection, bool]:
