@@ -31,7 +31,8 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.packet_builder import QuicPacketBuilder
 
-from .engines.aioquic import ServerQuicConnection
+from .engines.aioquic import ServerQuicConnection, packets_lost
+from .engines.aioquic.hello import Certificate
 from .events import Event
 from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
 from .quic import NetworkAddress, QuicServerConnection
@@ -101,6 +102,16 @@ class AddressValidation:
     token_lifetime: float = 86400.0
 
 
+@dataclass(slots=True)
+class QuicStats:
+    """Plain counters of one router (sampled by the metrics agent, never per packet)."""
+
+    handshakes: int = 0
+    early_data_accepted: int = 0
+    early_data_rejected: int = 0  # offered in the ClientHello, refused
+    packets_lost_closed: int = 0  # lost packets of connections already removed
+
+
 class QuicRouter:
     """Routes datagrams to QUIC server connections and creates new ones.
 
@@ -160,6 +171,23 @@ class QuicRouter:
         self._stateless_reset = stateless_reset
         self._reset_window = (0.0, 0)
         self.resets_sent = 0
+        self.certificate_for: Callable[[str | None], Certificate] | None = None  # by SNI
+        self.stats = QuicStats()
+
+    def handshake_done(self, conn: QuicServerConnection) -> None:
+        """Count a completed handshake (and its 0-RTT outcome); the frontend calls it once."""
+        self.stats.handshakes += 1
+        quic = conn.quic
+        if getattr(quic, "early_data_offered", False):
+            if conn.facts.early_data:
+                self.stats.early_data_accepted += 1
+            else:
+                self.stats.early_data_rejected += 1
+
+    def packets_lost(self) -> int:
+        """Packets declared lost, on live and closed connections."""
+        live = sum(packets_lost(conn.quic) for conn in self._cids)
+        return self.stats.packets_lost_closed + live
 
     def connections(self) -> list[QuicServerConnection]:
         """Every live connection."""
@@ -167,6 +195,8 @@ class QuicRouter:
 
     def remove(self, conn: QuicServerConnection) -> None:
         """Forget a connection and all its connection IDs."""
+        if conn in self._cids:
+            self.stats.packets_lost_closed += packets_lost(conn.quic)
         for cid in self._cids.pop(conn, set()):
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]
@@ -300,6 +330,7 @@ class QuicRouter:
             validated_address=addr if checked is not None else None,
             max_streams_bidi=self._max_streams_bidi,
             reset_token=reset_token,
+            certificate_for=self.certificate_for,
         )
         conn = QuicServerConnection(
             quic,

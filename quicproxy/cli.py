@@ -1,8 +1,10 @@
-"""The ``quicproxy`` command: demo, reverse-proxy, run, check, certs and interop."""
+"""The ``quicproxy`` command: demo, reverse-proxy, run, reload, check, certs and interop."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from protocols.engines.base import EngineCompatError
 
+from . import pidfile
 from .accesslog import configure_access_log
 from .admin import AdminPlan
 from .config import (
@@ -24,6 +27,7 @@ from .config import (
     parse_upstream_url,
 )
 from .devcerts import default_cert_dir, ensure_dev_certs, trust_instructions
+from .reload import ConfigSource
 from .server import (
     ProxyServer,
     announce,
@@ -132,6 +136,16 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _prepared(config: Config, workers: int) -> Config:
+    """``config`` with the command line's worker count and the certificate paths filled in."""
+    cert, key = certificate_paths(config.tls)
+    return replace(
+        config,
+        server=replace(config.server, workers=workers),
+        tls=replace(config.tls, cert=cert, key=key),
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -142,24 +156,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if workers > 1 and any(item.port == 0 for item in config.listen):
         print("quicproxy: configuration error: port 0 needs workers = 1", file=sys.stderr)
         return 2
-    cert, key = certificate_paths(config.tls)
-    config = replace(
-        config,
-        server=replace(config.server, workers=workers),
-        tls=replace(config.tls, cert=cert, key=key),
-    )
+    path = Path(args.config)
+    source = ConfigSource(lambda: _prepared(load_config(path), workers), _prepared(config, workers))
 
     async def make_server(reuse_port: bool) -> ProxyServer:
-        return ProxyServer(config, reuse_port=reuse_port)
+        return ProxyServer(source.current, reuse_port=reuse_port)
 
-    return serve(
-        make_server,
-        workers=workers,
-        grace=config.server.grace_period,
-        ready=announce,
-        quic_addresses=quic_addresses(config),
-        admin=AdminPlan.from_config(config),
-    )
+    with pidfile.written(config.server.pid_file):
+        return serve(
+            make_server,
+            workers=workers,
+            grace=config.server.grace_period,
+            ready=announce,
+            quic_addresses=quic_addresses(source.current),
+            admin=AdminPlan.from_config(config),
+            source=source,
+        )
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        print("quicproxy: not reloaded; the running proxy keeps its config", file=sys.stderr)
+        return 2
+    where = Path(args.pid_file) if args.pid_file else config.server.pid_file
+    if where is None:
+        print(
+            f"quicproxy: {args.config}: set [server] pid_file (or pass --pid-file) to reload",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        pid = pidfile.read_pid(where)
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"quicproxy: {exc}", file=sys.stderr)
+        return 1
+    print(f"quicproxy: asked process {pid} to reload {args.config}")
+    return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -217,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True)
     run.add_argument("--workers", type=_workers, default=0, help="override server.workers")
     run.set_defaults(func=_cmd_run)
+
+    reload = sub.add_parser("reload", help="make the running proxy re-read its configuration")
+    reload.add_argument("-c", "--config", required=True, help="validated before signalling")
+    reload.add_argument("--pid-file", help="default: the config's [server] pid_file")
+    reload.set_defaults(func=_cmd_reload)
 
     check = sub.add_parser("check", help="validate a configuration file and exit")
     check.add_argument("-c", "--config", required=True)

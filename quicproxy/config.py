@@ -18,11 +18,13 @@ from .config_reader import (
     parse_upstream_url,
     table_path,
 )
+from .config_tls import CertificateConfig, TlsConfig, parse_tls
 
 __all__ = [
     "ActiveCheck",
     "AdminConfig",
     "AltSvcConfig",
+    "CertificateConfig",
     "Config",
     "ConfigError",
     "ForwardingConfig",
@@ -49,15 +51,7 @@ class ListenConfig:
     port: int
     tls: bool = True
     quic: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """The certificate; None paths mean: generate development certificates."""
-
-    cert: Path | None = None
-    key: Path | None = None
-    dev_cert_dir: Path | None = None
+    proxy_protocol_from: tuple[IPNetwork, ...] = ()  # non-empty: TCP needs a PROXY header
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +63,7 @@ class ServerConfig:
     log_level: str = "info"
     access_log: bool = True
     access_log_format: str = "text"  # "text" (one line per request) or "json" (JSON lines)
+    pid_file: Path | None = None  # the main process writes its PID here (`quicproxy reload`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +198,7 @@ class Config:
     upstreams: tuple[UpstreamConfig, ...]
     routes: tuple[RouteConfig, ...]
     server: ServerConfig = ServerConfig()
-    tls: TlsConfig = TlsConfig()
+    tls: TlsConfig = field(default_factory=TlsConfig)
     alt_svc: AltSvcConfig = AltSvcConfig()
     forwarding: ForwardingConfig = ForwardingConfig()
     limits: LimitsConfig = LimitsConfig()
@@ -238,8 +233,16 @@ def _listen(table: Table) -> ListenConfig:
     quic = table.get("quic", bool, tls)
     if quic and not tls:
         raise table.error("quic", "QUIC needs TLS; set tls = true or quic = false")
+    proxy_protocol = table.get("proxy_protocol", bool, False)
+    trusted = _networks(table, "proxy_protocol_from")
+    if proxy_protocol and not trusted:
+        raise table.error(
+            "proxy_protocol_from", "list the load balancers' networks that send PROXY headers"
+        )
+    if trusted and not proxy_protocol:
+        raise table.error("proxy_protocol_from", "only with proxy_protocol = true")
     table.finish()
-    return ListenConfig(host, port, tls, quic)
+    return ListenConfig(host, port, tls, quic, trusted)
 
 
 def _upstream(table: Table, base: Path) -> UpstreamConfig:
@@ -462,23 +465,13 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
         log_level=log_level,
         access_log=server_table.get("access_log", bool, True),
         access_log_format=server_table.get("access_log_format", str, "text"),
+        pid_file=table_path(server_table, "pid_file", base),
     )
     if server.access_log_format not in ACCESS_LOG_FORMATS:
         raise server_table.error("access_log_format", 'must be "text" or "json"')
     server_table.finish()
 
-    tls_table = root.sub("tls")
-    tls = TlsConfig(
-        cert=table_path(tls_table, "cert", base),
-        key=table_path(tls_table, "key", base),
-        dev_cert_dir=table_path(tls_table, "dev_cert_dir", base),
-    )
-    if (tls.cert is None) != (tls.key is None):
-        raise tls_table.error("cert" if tls.cert is None else "key", "cert and key go together")
-    for key, path in (("cert", tls.cert), ("key", tls.key)):
-        if path is not None and not path.is_file():
-            raise tls_table.error(key, f"file not found: {path}")
-    tls_table.finish()
+    tls = parse_tls(root.sub("tls"), base)
 
     alt_table = root.sub("alt_svc")
     alt_svc = AltSvcConfig(

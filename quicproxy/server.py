@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from protocols.engines.aioquic import check_compat
 
+from .accesslog import configure_access_log
 from .admin import AdminPlan
 from .altsvc import AltSvcPolicy
 from .config import Config, ListenConfig, QuicConfig, TlsConfig, parse_address
@@ -24,10 +26,12 @@ from .frontend.quic import QuicListener
 from .frontend.tcp import DownstreamTcp, tcp_connection_factory
 from .hooks import ProxyHttp
 from .net import steering
-from .net.tcp import start_tcp_server
-from .net.tls import server_context
+from .net.certs import Certificates, CertificateStore, Entry
+from .net.proxied import ProxiedServer, start_proxied_server
+from .net.tcp import ByteStream, start_tcp_server
 from .pipeline import ProxyServices
 from .proxy import BuiltinProxy
+from .reload import ConfigSource, Reloader, load_certificates, restart_needed
 from .upstream.connector import Connector
 from .upstream.pool import UpstreamPool
 
@@ -59,6 +63,8 @@ class ProxyServer:
         self.config = config
         self.quic_options = quic_options or config.quic
         connector = Connector(config.limits)  # the pool's, shared by the built-in health checks
+        self.connector = connector
+        self.builtin = proxy is None  # a reload rebuilds the built-in proxy from the new config
         self.proxy: ProxyHttp[Any] = proxy if proxy is not None else BuiltinProxy(config, connector)
         self.reuse_port = reuse_port
         self.limits = config.limits
@@ -78,16 +84,18 @@ class ProxyServer:
             ),
         )
         self.starter = RequestStarter(self.proxy, self.services)
-        self.tcp_servers: list[asyncio.Server] = []
+        self.tcp_servers: list[asyncio.Server | ProxiedServer] = []
         self.quic_listeners: list[QuicListener] = []
         self.tcp_connections: set[DownstreamTcp] = set()
         self.addresses: list[tuple[str, int, bool]] = []  # host, port, quic
+        self.certificates: Certificates | None = None  # loaded by start()
 
     async def start(self) -> None:
         """Bind every listener; a port of 0 binds TCP and UDP to one free port number."""
+        self.certificates = Certificates(load_certificates(self.config.tls))
         cert, key = certificate_paths(self.config.tls)
         await self.proxy.startup()
-        tls_context = server_context(cert, key, ["h2", "http/1.1"])
+        tls_context = self.certificates.context
         for item in self.config.listen:
             port = await self._listen(item, tls_context, cert, key)
             self.addresses.append((item.host, port, item.quic))
@@ -101,13 +109,7 @@ class ProxyServer:
     async def _listen(self, item: ListenConfig, tls_context: Any, cert: Any, key: Any) -> int:
         factory = tcp_connection_factory(self.starter, self.limits, item.tls, self.tcp_connections)
         for _ in range(10 if item.port == 0 else 1):
-            tcp = await start_tcp_server(
-                item.host,
-                item.port,
-                factory,
-                ssl_context=tls_context if item.tls else None,
-                reuse_port=self.reuse_port,
-            )
+            tcp = await self._tcp_listener(item, factory, tls_context if item.tls else None)
             port = int(tcp.sockets[0].getsockname()[1])
             if not item.quic:
                 self.tcp_servers.append(tcp)
@@ -130,8 +132,79 @@ class ProxyServer:
                 continue
             self.tcp_servers.append(tcp)
             self.quic_listeners.append(quic)
+            self._serve_certificates(quic)
             return port
         raise OSError(f"no port free for both TCP and UDP on {item.host}")
+
+    async def _tcp_listener(
+        self,
+        item: ListenConfig,
+        factory: Callable[[ByteStream], DownstreamTcp],
+        tls_context: ssl.SSLContext | None,
+    ) -> asyncio.Server | ProxiedServer:
+        if item.proxy_protocol_from:
+            return await start_proxied_server(
+                item.host,
+                item.port,
+                factory,
+                ssl_context=tls_context,
+                trusted=item.proxy_protocol_from,
+                header_timeout=self.limits.header_timeout,
+                reuse_port=self.reuse_port,
+            )
+        return await start_tcp_server(
+            item.host, item.port, factory, ssl_context=tls_context, reuse_port=self.reuse_port
+        )
+
+    def _serve_certificates(self, quic: QuicListener) -> None:
+        """Give ``quic`` the current default certificate, and the choice by SNI if several."""
+        assert self.certificates is not None
+        store = self.certificates.store
+        configuration = quic.router.configuration
+        configuration.certificate = store.default.certificate
+        configuration.certificate_chain = list(store.default.chain)
+        configuration.private_key = store.default.private_key
+        quic.router.certificate_for = self._quic_certificate if len(store.entries) > 1 else None
+
+    def _quic_certificate(self, server_name: str | None) -> tuple[Any, Sequence[Any], Any]:
+        assert self.certificates is not None
+        entry: Entry = self.certificates.store.pick(server_name)
+        return entry.certificate, entry.chain, entry.private_key
+
+    def use_certificates(self, store: CertificateStore) -> None:
+        """Serve ``store`` to every new TLS and QUIC handshake."""
+        assert self.certificates is not None
+        self.certificates.replace(store)
+        for quic in self.quic_listeners:
+            self._serve_certificates(quic)
+
+    async def reload(self, config: Config) -> list[str]:
+        """Apply ``config`` to new requests and handshakes; requests in flight finish as they
+        began. Returns what changed that only a restart applies (left as it was).
+        Raises CertificateError (nothing applied) when a certificate cannot be used."""
+        store = load_certificates(config.tls)
+        pending = restart_needed(self.config, config)
+        old = self.proxy
+        if self.builtin:
+            proxy = BuiltinProxy(config, self.connector)
+            await proxy.startup()
+            self.proxy = self.starter.proxy = proxy
+        fwd = config.forwarding
+        self.services.forwarding = ForwardingPolicy(
+            fwd.trusted_proxies, fwd.via, fwd.x_forwarded, fwd.forwarded
+        )
+        self.services.hold_unsafe_early_data = config.quic.early_data_unsafe == "hold"
+        quic_ports = [port for _, port, quic in self.addresses if quic]
+        self.altsvc.h3_port = quic_ports[0] if quic_ports and config.alt_svc.enabled else None
+        self.altsvc.max_age = config.alt_svc.max_age
+        self.use_certificates(store)
+        if config.server != self.config.server:
+            apply_log_settings(config.server.log_level, config.server.access_log)
+            configure_access_log(config.server.access_log_format)
+        self.config = config
+        if old is not self.proxy:
+            await old.shutdown()  # health checks of the old balancers stop
+        return pending
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let in-flight requests finish within ``grace`` seconds, then stop."""
@@ -180,12 +253,16 @@ def certificate_paths(tls: TlsConfig) -> tuple[Path, Path]:
 def configure_logging(level: str, access_log: bool = True) -> None:
     """Log to stderr; the access log goes through the ``quicproxy.access`` logger."""
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s", stream=sys.stderr
     )
-    logging.getLogger("quicproxy.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    apply_log_settings(level, access_log)
     logging.getLogger("quic").setLevel(logging.WARNING)
+
+
+def apply_log_settings(level: str, access_log: bool) -> None:
+    """Set the log level and turn the access log on or off (at start and on reload)."""
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.getLogger("quicproxy.access").setLevel(logging.INFO if access_log else logging.WARNING)
 
 
 def _install_uvloop() -> None:
@@ -201,6 +278,7 @@ async def _serve_one(
     reuse_port: bool,
     grace: float,
     ready: Callable[[ProxyServer], None] | None,
+    source: ConfigSource | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -208,9 +286,13 @@ async def _serve_one(
         loop.add_signal_handler(sig, stop.set)
     server = await make_server(reuse_port)
     await server.start()
+    reloader = Reloader(server, source)
+    reloader.start()
+    loop.add_signal_handler(signal.SIGHUP, reloader.on_sighup)
     if ready is not None:
         ready(server)
     await stop.wait()
+    reloader.stop()
     log.info("stopping: draining for up to %gs", grace)
     await server.drain(grace)
 
@@ -223,9 +305,14 @@ def serve(
     ready: Callable[[ProxyServer], None] | None = None,
     quic_addresses: Sequence[tuple[str, int]] = (),
     admin: AdminPlan | None = None,
+    source: ConfigSource | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; with ``workers`` > 1, fork that many processes sharing the ports
     through SO_REUSEPORT and restart any that dies. Returns the exit status.
+
+    SIGHUP reloads (see ``quicproxy.reload``): ``source`` re-reads the config; without one, the
+    certificate files are read again. ``make_server`` should build from ``source.current``, so
+    that a worker started after a reload gets the new config.
 
     With ``admin``, this process serves the admin listener and the proxy runs in a child (see
     ``quicproxy.admin``).
@@ -241,16 +328,21 @@ def serve(
 
         def proxy(factory: Callable[[bool], Awaitable[ProxyServer]]) -> int:
             return serve(
-                factory, workers=workers, grace=grace, ready=ready, quic_addresses=quic_addresses
+                factory,
+                workers=workers,
+                grace=grace,
+                ready=ready,
+                quic_addresses=quic_addresses,
+                source=source,
             )
 
         return run_beside(admin, make_server, proxy)
     if workers <= 1:
-        asyncio.run(_serve_one(make_server, False, grace, ready))
+        asyncio.run(_serve_one(make_server, False, grace, ready, source))
         return 0
     if steering.prepare(quic_addresses, workers):
         log.info("QUIC packets are steered to workers by connection ID")
-    return _supervise(make_server, workers, grace, ready)
+    return _supervise(make_server, workers, grace, ready, source)
 
 
 def _supervise(
@@ -258,6 +350,7 @@ def _supervise(
     workers: int,
     grace: float,
     ready: Callable[[ProxyServer], None] | None,
+    source: ConfigSource | None,
 ) -> int:
     stopping = False
     children: dict[int, int] = {}
@@ -268,9 +361,11 @@ def _supervise(
             steering.enter_worker(index)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop handles it
             code = 0
             try:
-                asyncio.run(_serve_one(make_server, True, grace, ready if index == 0 else None))
+                first = ready if index == 0 else None
+                asyncio.run(_serve_one(make_server, True, grace, first, source))
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -284,8 +379,16 @@ def _supervise(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def reload(_signum: int, _frame: object) -> None:
+        if source is not None and source.refresh() is None:
+            return  # broken: logged, and the workers are not asked
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for index in range(workers):
         spawn(index)
     log.info("started %d workers", workers)

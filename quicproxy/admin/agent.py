@@ -126,16 +126,22 @@ class WorkerAgent:
                 recorder.in_flight.labels(*labels).set(backend.in_flight)
         recorder.upstream_names = names
         pool = self.server.services.pool
-        live = sum(len(conns) for conns in pool._live.values())
-        idle = sum(len(conns) for conns in pool._idle.values())
-        recorder.pool_connections.labels("open").set(live)
-        recorder.pool_connections.labels("idle").set(idle)
+        recorder.pool_connections.labels("open").set(pool.open_count)
+        recorder.pool_connections.labels("idle").set(pool.idle_count)
         self._advance("opened", pool.connections_opened, recorder.connections_opened)
         self._advance("new", pool.acquisitions[0], recorder.acquisitions.labels("new"))
         self._advance("reused", pool.acquisitions[1], recorder.acquisitions.labels("reused"))
         self._advance("altsvc", self.server.altsvc.advertised, recorder.alt_svc_advertised)
         listeners = self.server.quic_listeners
         recorder.quic_open.set(sum(listener.connection_count for listener in listeners))
+        routers = [listener.router for listener in listeners]
+        self._advance("handshakes", sum(r.stats.handshakes for r in routers), recorder.handshakes)
+        accepted = sum(r.stats.early_data_accepted for r in routers)
+        rejected = sum(r.stats.early_data_rejected for r in routers)
+        self._advance("0rtt-accepted", accepted, recorder.early_data.labels("accepted"))
+        self._advance("0rtt-rejected", rejected, recorder.early_data.labels("rejected"))
+        self._advance("retry", sum(r.retries_sent for r in routers), recorder.retry_sent)
+        self._advance("lost", sum(r.packets_lost() for r in routers), recorder.packets_lost)
 
     def _advance(self, name: str, total: int, counter: _Counter) -> None:
         delta = total - self._totals.get(name, 0)

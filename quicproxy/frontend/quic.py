@@ -70,6 +70,7 @@ class QuicDriver(ConnectionDriver[ServerQuicAdapter]):
         """Resolve ``handshake`` once the TLS handshake is complete."""
         if not self.handshake.done() and handshake_complete(self.conn.quic):
             self.handshake.set_result(None)
+            self.listener.router.handshake_done(self.conn)
 
     def connection_failed(self, reason: str) -> None:
         if not self.handshake.done():

@@ -33,8 +33,13 @@ class Receiver(Protocol):
 class ByteStream(asyncio.Protocol):
     """One TCP or TLS connection. ``receiver_factory`` is called once the connection is made."""
 
-    def __init__(self, receiver_factory: Callable[[ByteStream], Receiver]) -> None:
+    def __init__(
+        self,
+        receiver_factory: Callable[[ByteStream], Receiver],
+        addresses: dict[str, tuple[str, int]] | None = None,
+    ) -> None:
         self._factory = receiver_factory
+        self._addresses = addresses  # peername/sockname a PROXY header gave, over the socket's
         self._receiver: Receiver | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -97,6 +102,8 @@ class ByteStream(asyncio.Protocol):
 
     def extra(self, name: str) -> Any:
         """A transport fact (``peername``, ``sockname``, ``ssl_object``)."""
+        if self._addresses is not None and name in self._addresses:
+            return self._addresses[name]
         return None if self.transport is None else self.transport.get_extra_info(name)
 
     @property

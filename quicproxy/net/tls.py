@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import ssl
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["client_context", "server_context", "server_name"]
+__all__ = [
+    "client_context",
+    "record_server_name",
+    "server_context",
+    "server_name",
+    "tls_server_context",
+]
 
 # The SNI each server-side TLS connection sent, recorded during its handshake (the ssl module
 # tells a server the name only through the SNI callback; SSLObject.server_hostname is the
@@ -15,9 +22,8 @@ __all__ = ["client_context", "server_context", "server_name"]
 _SERVER_NAMES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def _record_server_name(
-    connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, _context: ssl.SSLContext
-) -> None:
+def record_server_name(connection: ssl.SSLObject | ssl.SSLSocket, name: str | None) -> None:
+    """Remember the SNI of a server-side connection (call it from an SNI callback)."""
     if name:
         _SERVER_NAMES[connection] = name
 
@@ -27,15 +33,20 @@ def server_name(connection: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
     return None if connection is None else _SERVER_NAMES.get(connection)
 
 
-def server_context(cert: Path, key: Path, alpn: list[str]) -> ssl.SSLContext:
-    """A TLS 1.2+ server context offering ``alpn`` in order of preference; it records each
-    client's SNI for :func:`server_name`."""
+def tls_server_context(cert: Path, key: Path, alpn: Sequence[str]) -> ssl.SSLContext:
+    """A TLS 1.2+ server context offering ``alpn`` in order of preference."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert), str(key))
-    context.set_alpn_protocols(alpn)
-    context.sni_callback = _record_server_name
+    context.set_alpn_protocols(list(alpn))
     context.options |= ssl.OP_NO_COMPRESSION
+    return context
+
+
+def server_context(cert: Path, key: Path, alpn: Sequence[str]) -> ssl.SSLContext:
+    """:func:`tls_server_context` that records each client's SNI for :func:`server_name`."""
+    context = tls_server_context(cert, key, alpn)
+    context.sni_callback = lambda connection, name, _ctx: record_server_name(connection, name)
     return context
 
 

@@ -44,6 +44,16 @@ class UpstreamPool:
         self.acquisitions = [0, 0]  # handed out [new, reused] (read by quicproxy.metrics)
         self.alt_svc = AltSvcCache()
 
+    @property
+    def open_count(self) -> int:
+        """Upstream connections open now, idle or in use."""
+        return sum(len(conns) for conns in self._live.values())
+
+    @property
+    def idle_count(self) -> int:
+        """HTTP/1.1 connections waiting for reuse."""
+        return sum(len(conns) for conns in self._idle.values())
+
     async def acquire(self, peer: HttpPeer) -> tuple[PooledConnection, bool]:
         """A connection to ``peer`` with room for one more request, and whether it was used
         before (the retry rule treats failures on reused connections differently).

@@ -1,13 +1,17 @@
-"""The wheel carries the interop endpoint, and the ``quicproxy`` command runs it."""
+"""Packaging: the wheel carries the interop endpoint; the container image and the systemd unit
+run the packaged config."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.support.procs import ROOT
 
@@ -63,3 +67,46 @@ def test_interop_command_takes_the_role_from_the_environment() -> None:
     result = _command(["interop"], ROOT, ROLE="client", TESTCASE="no-such-case")
     assert result.returncode == 127
     assert "interop client: unsupported test case 'no-such-case'" in result.stderr
+
+
+def _instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    lines = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def test_the_container_image_runs_the_packaged_config_which_validates() -> None:
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    cmd = [args for word, args in steps if word == "CMD"][-1]
+    assert json.loads(cmd) == ["quicproxy", "run", "-c", "/etc/quicproxy/quicproxy.toml"]
+    copies = [args.split() for word, args in steps if word == "COPY"]
+    sources = [parts[:-1] for parts in copies if not parts[0].startswith("--from")]
+    for names in sources:
+        for name in names:
+            assert (ROOT / name).exists(), f"the Dockerfile copies {name}, which is missing"
+    assert ["packaging/quicproxy.toml", "/etc/quicproxy/quicproxy.toml"] in copies
+    assert {"443/tcp", "443/udp"} <= {p for w, a in steps if w == "EXPOSE" for p in a.split()}
+    checked = _command(["check", "-c", str(ROOT / "packaging" / "quicproxy.toml")], ROOT)
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
+def test_the_systemd_unit_verifies_and_reloads_with_sighup(tmp_path: Path) -> None:
+    unit = (ROOT / "packaging" / "quicproxy.service").read_text()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "ExecStart=/usr/local/bin/quicproxy run -c /etc/quicproxy/quicproxy.toml" in unit
+    command = shutil.which("quicproxy")
+    if command is None:
+        pytest.skip("the quicproxy console script is not installed")
+    local = tmp_path / "quicproxy.service"  # systemd checks that ExecStart's program exists
+    local.write_text(unit.replace("/usr/local/bin/quicproxy", command))
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert verified.returncode == 0, verified.stderr

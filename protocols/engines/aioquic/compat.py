@@ -19,7 +19,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.stream import QuicStream
 
 from ..base import EngineCompatError
-from . import ecn, gating, h3, probes, recovery, server
+from . import ecn, gating, h3, hello, probes, recovery, server
 
 __all__ = ["NAME", "TESTED_AIOQUIC_VERSIONS", "TESTED_VERSIONS", "check_compat"]
 
@@ -30,7 +30,7 @@ TESTED_AIOQUIC_VERSIONS = frozenset({"1.7.2"})
 
 TESTED_VERSIONS = TESTED_AIOQUIC_VERSIONS
 
-_MODULES = (probes, recovery, gating, ecn, server, h3)
+_MODULES = (probes, recovery, gating, ecn, hello, server, h3)
 
 
 def _targets() -> dict[str, object]:

@@ -16,6 +16,7 @@ __all__ = [
     "h0_buffered",
     "h0_release",
     "handshake_complete",
+    "packets_lost",
     "peer_bidi_stream_credit",
     "smoothed_rtt",
     "stream_send_buffered",
@@ -73,6 +74,11 @@ def peer_bidi_stream_credit(quic: QuicConnection) -> int:
 def handshake_complete(quic: QuicConnection) -> bool:
     """True once the handshake finished; requests before that arrived as 0-RTT early data."""
     return bool(quic._handshake_complete)
+
+
+def packets_lost(quic: QuicConnection) -> int:
+    """Packets this connection's loss detection declared lost (see ``recovery``)."""
+    return int(getattr(quic._loss, "packets_lost", 0))
 
 
 def smoothed_rtt(quic: QuicConnection) -> float:

@@ -18,6 +18,8 @@ Relies on aioquic's private recovery state (``PRIVATE_STATE``, checked by
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aioquic.quic.packet_builder import QuicSentPacket
 from aioquic.quic.recovery import QuicPacketRecovery, QuicPacketSpace
 
@@ -37,7 +39,30 @@ PRIVATE_STATE: dict[str, tuple[str, ...]] = {
 
 
 class ProbeRecovery(QuicPacketRecovery):
-    """aioquic's loss recovery whose PTO retransmits CRYPTO first only in the handshake spaces."""
+    """aioquic's loss recovery whose PTO retransmits CRYPTO first only in the handshake spaces;
+    it also counts the packets its loss detection declares lost (``packets_lost``)."""
+
+    packets_lost = 0  # until the first loss (install() changes the class of a live object)
+
+    def _on_packets_lost(
+        self,
+        *,
+        congestion_event: bool = True,
+        now: float,
+        packets: Iterable[QuicSentPacket],
+        persistent_congestion: bool = False,
+        space: QuicPacketSpace,
+    ) -> None:
+        packets = tuple(packets)
+        if congestion_event:  # detected loss; a PTO's re-sends (congestion_event False) are not
+            self.packets_lost += len(packets)
+        super()._on_packets_lost(
+            congestion_event=congestion_event,
+            now=now,
+            packets=packets,
+            persistent_congestion=persistent_congestion,
+            space=space,
+        )
 
     def reschedule_data(self, *, now: float, speed_up_handshake: bool = False) -> None:
         """Declare the data of a PTO's probe lost (so it is sent again) and ask for a probe.

@@ -13,7 +13,9 @@ This module relies on aioquic's private state (checked by ``compat.check_compat`
   presented a valid token), lifting the 3x anti-amplification limit;
 - ``max_streams_bidi`` sets the initial bidirectional stream limit the peer gets;
 - ``reset_token`` derives each connection ID's stateless reset token, so that a server that
-  lost the connection state can still send a stateless reset the client believes.
+  lost the connection state can still send a stateless reset the client believes;
+- ``certificate_for`` chooses the certificate by the client's SNI, and ``early_data_offered``
+  tells whether the ClientHello offered 0-RTT (see ``hello``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 
 from .ecn import EcnQuicConnection
+from .hello import Certificate, watch_hello
 
 __all__ = ["PRIVATE_STATE", "ServerQuicConnection"]
 
@@ -72,9 +75,12 @@ class ServerQuicConnection(EcnQuicConnection):
         validated_address: Address | None = None,
         max_streams_bidi: int | None = None,
         reset_token: Callable[[bytes], bytes] | None = None,
+        certificate_for: Callable[[str | None], Certificate] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._certificate_for = certificate_for
+        self.early_data_offered = False  # the ClientHello offered 0-RTT (accepted or not)
         self._cid_factory = cid_factory
         self._reset_token = reset_token
         self._new_token = new_token
@@ -94,6 +100,14 @@ class ServerQuicConnection(EcnQuicConnection):
         if max_streams_bidi is not None:
             self._local_max_streams_bidi.value = max_streams_bidi
             self._local_max_streams_bidi.sent = max_streams_bidi
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        watch_hello(self.tls, self._on_hello)
+
+    def _on_hello(self, server_name: str | None, early_data: bool) -> Certificate | None:
+        self.early_data_offered = early_data
+        return None if self._certificate_for is None else self._certificate_for(server_name)
 
     @property
     def address_validated(self) -> bool:
