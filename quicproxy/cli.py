@@ -1,4 +1,4 @@
-"""The ``quicproxy`` command: demo, reverse-proxy, run, reload, check, certs and interop."""
+"""The ``quicproxy`` command: demo, reverse-proxy, file-server, run, reload, check, certs."""
 
 from __future__ import annotations
 
@@ -85,6 +85,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _site_tls(args: argparse.Namespace) -> TlsConfig:
+    """``--cert``/``--key`` (ValueError when only one is given), else the dev certificate."""
+    if (args.cert is None) != (args.key is None):
+        raise ValueError("--cert and --key go together")
+    chosen = TlsConfig(Path(args.cert), Path(args.key)) if args.cert else TlsConfig()
+    return TlsConfig(*certificate_paths(chosen))
+
+
+def _serve_config(config: Config, workers: int) -> int:
+    """Serve a config built from the command line (no file: SIGHUP re-reads certificates)."""
+
+    async def make_server(reuse_port: bool) -> ProxyServer:
+        return ProxyServer(config, reuse_port=reuse_port)
+
+    return serve(
+        make_server,
+        workers=workers,
+        grace=10.0,
+        ready=announce,
+        quic_addresses=quic_addresses(config),
+    )
+
+
 def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
@@ -97,15 +120,10 @@ def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
             schemes.add(up_tls)
         if len(schemes) > 1:
             raise ValueError("--to URLs mix http:// and https://")
-        if (args.cert is None) != (args.key is None):
-            raise ValueError("--cert and --key go together")
+        tls = _site_tls(args)
     except ValueError as exc:
         print(f"quicproxy reverse-proxy: {exc}", file=sys.stderr)
         return 2
-    cert, key = certificate_paths(
-        TlsConfig(Path(args.cert), Path(args.key)) if args.cert else TlsConfig()
-    )
-    tls = TlsConfig(cert, key)
     config = Config(
         listen=_listen_on(host, port),
         upstreams=(
@@ -114,18 +132,23 @@ def _cmd_reverse_proxy(args: argparse.Namespace) -> int:
         routes=(RouteConfig("to"),),
         tls=tls,
     )
+    return _serve_config(config, args.workers or (1 if port == 0 else _workers("auto")))
 
-    async def make_server(reuse_port: bool) -> ProxyServer:
-        return ProxyServer(config, reuse_port=reuse_port)
 
-    workers = args.workers or (1 if port == 0 else _workers("auto"))
-    return serve(
-        make_server,
-        workers=workers,
-        grace=10.0,
-        ready=announce,
-        quic_addresses=quic_addresses(config),
-    )
+def _cmd_file_server(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        host, port = parse_address(args.listen, default_host="")
+        root = Path(args.root)
+        if not root.is_dir():
+            raise ValueError(f"--root {args.root}: not a directory")
+        tls = _site_tls(args)
+    except ValueError as exc:
+        print(f"quicproxy file-server: {exc}", file=sys.stderr)
+        return 2
+    route = RouteConfig("", static=root.resolve())
+    config = Config(listen=_listen_on(host, port), upstreams=(), routes=(route,), tls=tls)
+    return _serve_config(config, args.workers or 1)
 
 
 def _load(path: str) -> Config | None:
@@ -246,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=_workers, default=0, help="default: one per core")
     rp.add_argument("--log-level", default="info")
     rp.set_defaults(func=_cmd_reverse_proxy)
+
+    files = sub.add_parser("file-server", help="serve a directory's files over h3, h2, h1")
+    files.add_argument("--root", default=".", help="the directory (default: the current one)")
+    files.add_argument("--listen", default="localhost:8443", metavar="[HOST]:PORT")
+    files.add_argument("--cert")
+    files.add_argument("--key")
+    files.add_argument("--workers", type=_workers, default=1)
+    files.add_argument("--log-level", default="info")
+    files.set_defaults(func=_cmd_file_server)
 
     run = sub.add_parser("run", help="run from a TOML configuration file")
     run.add_argument("-c", "--config", required=True)

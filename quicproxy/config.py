@@ -181,13 +181,15 @@ class HeaderRules:
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
-    """Requests whose host and path prefix match go to ``upstream``."""
+    """Requests whose host and path prefix match go to ``upstream``, or are answered from the
+    files under ``static`` (then ``upstream`` is empty)."""
 
     upstream: str
     host: str | None = None
     path_prefix: str = "/"
     request_headers: HeaderRules = HeaderRules()
     response_headers: HeaderRules = HeaderRules()
+    static: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,11 +400,16 @@ def _protocol(table: Table, tls: bool) -> str:
     return protocol
 
 
-def _route(table: Table, upstream_names: set[str]) -> RouteConfig:
+def _route(table: Table, upstream_names: set[str], base: Path) -> RouteConfig:
     upstream = table.get("upstream", str, None)
-    if upstream is None:
-        raise table.error("upstream", "is required")
-    if upstream not in upstream_names:
+    static = table_path(table, "static", base)
+    if upstream is None and static is None:
+        raise table.error("upstream", "is required (or static = DIRECTORY)")
+    if upstream is not None and static is not None:
+        raise table.error("static", "a route has an upstream or a static directory, not both")
+    if static is not None and not static.is_dir():
+        raise table.error("static", f"not a directory: {static}")
+    if upstream is not None and upstream not in upstream_names:
         known = ", ".join(sorted(upstream_names)) or "none defined"
         raise table.error("upstream", f"no upstream named {upstream!r} (known: {known})")
     prefix = table.get("path_prefix", str, "/")
@@ -410,11 +417,12 @@ def _route(table: Table, upstream_names: set[str]) -> RouteConfig:
         raise table.error("path_prefix", "must start with /")
     host = table.get("host", str, None)
     route = RouteConfig(
-        upstream=upstream,
+        upstream=upstream or "",
         host=host.lower() if host else None,
         path_prefix=prefix,
         request_headers=_headers(table, "request_headers"),
         response_headers=_headers(table, "response_headers"),
+        static=static,
     )
     table.finish()
     return route
@@ -529,7 +537,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise root.error("upstream", f"duplicate name {sorted(duplicates)[0]!r}")
-    routes = tuple(_route(t, set(names)) for t in root.subs("route"))
+    routes = tuple(_route(t, set(names), base) for t in root.subs("route"))
     if not routes:
         raise root.error("route", "needs at least one [[route]] table")
     admin = _admin(root)

@@ -1,4 +1,5 @@
-"""The built-in, config-driven ProxyHttp: host and path routes, header rules, load balancing."""
+"""The built-in, config-driven ProxyHttp: host and path routes, header rules, load balancing,
+static files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .lb.balancer import LoadBalancer
 from .lb.selection import selector_by_name
 from .retry import RetryPolicy
 from .session import Session
+from .static import StaticFiles
 from .upstream.connector import Connector
 from .upstream.peer import HttpPeer, Timeouts
 
@@ -79,6 +81,7 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
 
     def __init__(self, config: Config, connector: Connector | None = None) -> None:
         self.routes = sorted(config.routes, key=lambda r: (r.host is None, -len(r.path_prefix)))
+        self.static = {r.static: StaticFiles(r.static) for r in config.routes if r.static}
         self.balancers = {u.name: _balancer(u, connector) for u in config.upstreams}
         self.retry_policies = {
             u.name: RetryPolicy(max_retries=u.max_retries, try_duration=u.try_duration)
@@ -111,6 +114,10 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
         ctx.route = self.match(session.request)
         if ctx.route is None:
             await session.respond(404, "404 Not Found: no route for this host and path\n")
+            return True
+        if ctx.route.static is not None:
+            path = session.request.path_only.removeprefix(ctx.route.path_prefix.rstrip("/"))
+            await self.static[ctx.route.static].serve(session, path)
             return True
         return False
 

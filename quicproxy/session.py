@@ -84,8 +84,13 @@ class Session:
     async def write_response_head(
         self, response: ResponseHeader | ResponseHead, end_stream: bool = False
     ) -> None:
-        """Send the final response head."""
+        """Send the final response head; TCP clients get the Alt-Svc advertisement unless the
+        head carries an Alt-Svc field already."""
         head = response.to_head() if isinstance(response, ResponseHeader) else response
+        if self.altsvc is not None and not any(name == b"alt-svc" for name, _ in head.headers):
+            advertised = self.altsvc.value_for(self.downstream.protocol)
+            if advertised is not None:
+                head = head.with_headers([*head.headers, (b"alt-svc", advertised)])
         self.stream.check_open()
         self.response_status = head.status
         self.response_started = True
@@ -120,14 +125,9 @@ class Session:
         headers: Headers | None = None,
     ) -> None:
         """Answer the whole request at once (for hooks that do not proxy, and the proxy's own
-        errors); TCP clients get the Alt-Svc advertisement unless ``headers`` carry one."""
+        errors)."""
         data = body.encode() if isinstance(body, str) else body
         fields: Headers = list(headers or [])
-        advertised = (
-            None if self.altsvc is None else self.altsvc.value_for(self.downstream.protocol)
-        )
-        if advertised is not None and not any(name == b"alt-svc" for name, _ in fields):
-            fields.append((b"alt-svc", advertised))
         if data or status not in (204, 304):
             fields.append((b"content-type", content_type.encode("latin-1")))
             fields.append((b"content-length", str(len(data)).encode()))

@@ -79,6 +79,7 @@ def curl_request(
     """Debian curl with ``--http1.1`` or ``--http2`` (``version`` "1.1" or "2")."""
     flag = {"1.1": "--http1.1", "2": "--http2"}[version]
     head, body = workdir / "curl-head", workdir / "curl-body"
+    body.unlink(missing_ok=True)  # curl writes no file for an empty body: no stale one either
     args = [flag, "-X", method, "-D", str(head), "-o", str(body), *extra]
     for name, value in headers:
         args += ["-H", f"{name}: {value}"]
@@ -91,7 +92,8 @@ def curl_request(
     result = curl(*args, url, timeout=timeout)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     status, got_version, got_headers, trailers = _parse_curl_head(head.read_bytes())
-    return Response(status, got_headers, body.read_bytes(), got_version, trailers)
+    content = body.read_bytes() if body.exists() else b""
+    return Response(status, got_headers, content, got_version, trailers)
 
 
 def h3_request(
