@@ -16,10 +16,17 @@ class PidFileError(OSError):
 
 @contextlib.contextmanager
 def written(path: Path | None) -> Iterator[None]:
-    """Write this process's PID to ``path`` (if any) for the duration; remove it after."""
+    """Write this process's PID to ``path`` (if any) for the duration; remove it after.
+    PidFileError when the file names another process that is still running."""
     if path is None:
         yield
         return
+    try:
+        running: int | None = read_pid(path)
+    except PidFileError:  # none, stale or unreadable: ours to write
+        running = None
+    if running is not None and running != os.getpid():
+        raise PidFileError(f"{path}: process {running} is running: is the proxy started already?")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{os.getpid()}\n")
     try:

@@ -5,6 +5,7 @@ worker, and a broken [admin] table refused with the key named."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.admin import admin_get, admin_url, scrape, status_page, total, wait_for
+from tests.support.admin import (
+    StatusPage,
+    admin_get,
+    admin_url,
+    scrape,
+    status_page,
+    total,
+    wait_for,
+)
 from tests.support.procs import (
     CURL,
     ROOT,
@@ -225,3 +234,48 @@ def test_an_admin_port_in_use_fails_the_start_naming_it(tmp_path: Path) -> None:
         assert time.monotonic() - started < 20
     assert result.returncode == 1
     assert f"admin listener on 127.0.0.1:{port}" in result.stderr
+
+
+CHROMIUM = shutil.which("chromium")
+HEADLESS = [  # keeps a root, sandboxless, offline Chromium quiet and off the network
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+
+
+def _chromium(tmp_path: Path, *args: str) -> str:
+    assert CHROMIUM is not None
+    profile = tmp_path / f"chromium-{len(list(tmp_path.glob('chromium-*')))}"
+    done = subprocess.run(
+        [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.timeout(120)
+def test_status_page_in_chromium(tmp_path: Path, demo_origin: ThreadedOrigin) -> None:
+    addresses = [f"127.0.0.1:{demo_origin.port}"]
+    with run_proxy(_config(tmp_path / "p.toml", addresses)) as proxy:
+        base = admin_url(proxy)
+        assert _get(proxy.port, "/") == "200"
+        assert wait_for(lambda: bool(status_page(base).tables.get("protocols")))
+        page = StatusPage()
+        page.feed(_chromium(tmp_path, "--dump-dom", base + "/"))  # the DOM Chromium built
+        assert page.tables["upstream"] == [
+            [f"127.0.0.1:{demo_origin.port}", "healthy", "no", "no", "0"]
+        ]
+        assert any(row[:2] == ["h1", "1"] for row in page.tables["protocols"])
+        shot = tmp_path / "status.png"
+        _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1000,800", base + "/")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000

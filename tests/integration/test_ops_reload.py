@@ -210,3 +210,22 @@ key = "{beta.key}"
         assert proxy.wait_for_log("cannot be used yet", timeout=10)
         assert tls_verifies(port, "alpha.test", alpha.ca)
         assert quic_verifies(port, "alpha.test", alpha.ca)
+
+
+def test_a_second_proxy_with_the_same_pid_file_refuses_to_start(
+    started: tuple[ProxyProcess, Path],
+) -> None:
+    proxy, config = started
+    pid_file = config.parent / "quicproxy.pid"
+    assert pid_file.read_text().strip() == str(proxy.proc.pid)
+    second = subprocess.run(
+        [sys.executable, "-m", "quicproxy", "run", "-c", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode != 0
+    assert f"process {proxy.proc.pid} is running" in second.stderr
+    assert pid_file.read_text().strip() == str(proxy.proc.pid)  # untouched
+    assert reload_command(config).returncode == 0  # and still reaches the first one
