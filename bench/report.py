@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS", "summarize", "table", "write_json"]
+__all__ = ["RESULTS", "ratios", "summarize", "table", "write_json"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = (  # title, row key, format
@@ -60,6 +60,34 @@ def table(rows: list[dict[str, Any]]) -> str:
         cells.append(["-" if value is None else fmt.format(value) for value, fmt in values])
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     text = [_line(cells_line, widths) for cells_line in cells]
+    text.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+RATIOS = (  # title, row key: quicproxy's figure divided by the other proxy's
+    ("CPU s/10k req", "cpu_s_per_10k"),
+    ("CPU s/GiB", "cpu_s_per_gib"),
+    ("MB/s", "mb_per_s"),
+    ("req/s", "rps"),
+    ("peak RSS", "peak_rss_mib"),
+)
+
+
+def ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> str:
+    """quicproxy / other, per protocol both ran (below 1.0: quicproxy spends or has less)."""
+    by_name = {row["protocol"]: row for row in theirs}
+    cells = [["protocol", *(title for title, _ in RATIOS)]]
+    for row in ours:
+        other = by_name.get(row["protocol"])
+        if other is None:
+            continue
+        line = [row["protocol"]]
+        for _, key in RATIOS:
+            a, b = row.get(key), other.get(key)
+            line.append(f"{a / b:.2f}x" if a is not None and b else "-")
+        cells.append(line)
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    text = [_line(line, widths) for line in cells]
     text.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(text)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from . import profile, tools
-from .report import RESULTS, summarize, table, write_json
+from .contenders import CONTENDERS, PROTOCOLS_OF, start_contender
+from .report import RESULTS, ratios, summarize, table, write_json
 from .scenarios import (
     MIB,
     PROTOCOLS,
@@ -48,7 +49,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-mib", type=int, default=1024, help="memory check size, 0 = skip")
     parser.add_argument("--origin", choices=("nginx", "demo"), default="nginx")
     parser.add_argument("--profile", action="store_true", help="py-spy the proxy under h3 load")
+    parser.add_argument(
+        "--compare",
+        default="",
+        help=f"also run these proxies on the same load, side by side: {','.join(CONTENDERS)}",
+    )
     args = parser.parse_args(argv)
+    args.contenders = [n for n in args.compare.replace(" ", "").split(",") if n]
+    strangers = sorted(set(args.contenders) - set(CONTENDERS))
+    if strangers:
+        parser.error(f"--compare: unknown {strangers}; choose from {', '.join(CONTENDERS)}")
     names = (args.only or ",".join(PROTOCOLS)).replace(" ", "").split(",")
     unknown = sorted(set(names) - set(PROTOCOLS))
     if unknown or not names:
@@ -87,6 +97,7 @@ def _machine() -> dict[str, Any]:
         "aioquic": aioquic.__version__,
         "h2load": _version(["h2load", "--version"]),
         "nginx": _version([tools.which("nginx") or "nginx", "-v"]),
+        "caddy": _version([tools.which("caddy") or "caddy", "version"]),
         "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
     }
 
@@ -193,11 +204,44 @@ def _servers_and_measure(
         try:
             proxy = start_proxy(Path(tmp), origin.port)
             try:
-                return _measure(args, settings, origin, proxy, stamp)
+                record = _measure(args, settings, origin, proxy, stamp)
             finally:
                 proxy.stop()
+            record["contenders"] = {
+                name: _contender(name, args, settings, origin, Path(tmp))
+                for name in args.contenders
+            }
+            return record
         finally:
             origin.stop()
+
+
+def _contender(
+    name: str, args: argparse.Namespace, settings: Settings, origin: Origin, tmp: Path
+) -> dict[str, Any]:
+    """The same small loads and downloads through another proxy (no memory check, no profile)."""
+    protocols = [n for n in args.names if n in PROTOCOLS_OF[name]]
+    try:
+        other = start_contender(name, tmp, origin.port)
+    except RuntimeError as exc:
+        progress(f"{name}: FAILED to start: {exc}")
+        return {"failure": str(exc)[-2000:]}
+    if other is None or not protocols:
+        progress(f"{name}: not installed (or none of --only), skipped")
+        return {"skipped": True}
+    progress(f"{name} pid {other.pid} on :{other.port}")
+    try:
+        targets = [Target(n, origin, other) for n in protocols]
+        runs = _loads(targets, settings)
+        downloads = _downloads(targets, settings)
+    finally:
+        other.stop()
+    rows = []
+    for n in protocols:
+        ok_runs = [run for run in runs[n] if "failure" not in run]
+        dl = downloads.get(n)
+        rows.append(summarize(n, ok_runs, dl if dl and "failure" not in dl else None))
+    return {"rows": rows, "runs": runs, "downloads": downloads}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     record["machine"]["loadavg_end"] = os.getloadavg()
     record["elapsed_s"] = time.time() - started
     print(table(record["rows"]))
+    for name, other in record.get("contenders", {}).items():
+        if other.get("rows"):
+            print(f"\n{name}, same load:\n{table(other['rows'])}")
+            print(f"\nquicproxy / {name}:\n{ratios(record['rows'], other['rows'])}")
     big = record.get("big")
     if big and "failure" not in big:
         print(
@@ -238,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
 def _complete(record: dict[str, Any]) -> bool:
     scenarios = [run for runs in record["runs"].values() for run in runs]
     scenarios += list(record["downloads"].values())
+    for other in record.get("contenders", {}).values():
+        scenarios += [run for runs in other.get("runs", {}).values() for run in runs]
+        scenarios += list(other.get("downloads", {}).values())
     if record.get("big"):
         scenarios.append(record["big"])
     return all("failure" not in s and s.get("ok", True) for s in scenarios)
