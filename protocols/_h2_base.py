@@ -35,6 +35,7 @@ from .events import (
 )
 from .flood import FloodBudget
 from .h2_compat import MeterlessH2Connection
+from .limits import DEFAULT_STREAM_BUFFER
 from .messages import Headers
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "H2Stream",
 ]
 
-DEFAULT_INITIAL_WINDOW = 256 * 1024
+DEFAULT_INITIAL_WINDOW = DEFAULT_STREAM_BUFFER
 DEFAULT_MAX_HEADER_LIST_SIZE = 64 * 1024
 _SPEC_INITIAL_WINDOW = 65_535
 MAX_WINDOW = 2**31 - 1

@@ -19,21 +19,7 @@ The adapters feed the events and, on ``breach``, close the connection with ENHAN
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-__all__ = ["DEFAULT_STREAM_LIMITS", "FloodBudget", "StreamLimits", "field_section_size"]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamLimits:
-    """The per-connection limits a server-role h2/h3 adapter takes (defaults: LimitsConfig's)."""
-
-    max_header_count: int = 100  # regular fields per request header section (431 beyond)
-    max_premature_resets: int = 100
-    max_control_frames: int = 1000
-
-
-DEFAULT_STREAM_LIMITS = StreamLimits()
+__all__ = ["FloodBudget", "field_section_size"]
 
 
 def field_section_size(fields: list[tuple[bytes, bytes]]) -> int:

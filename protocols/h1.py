@@ -30,6 +30,7 @@ from .h1_base import (
     h11_headers,
 )
 from .h1_framing import H1Scanner
+from .limits import ConnectionLimits
 from .messages import Headers, RequestHead, ResponseHead, get_header
 
 __all__ = ["H1ClientAdapter", "H1ServerAdapter"]
@@ -66,6 +67,17 @@ class H1ServerAdapter(H1Base):
         self._body_expected = False
         self._dead = False  # we answered an error ourselves: h11 neither parses nor sends more
         self._ignore_input = False  # the connection closes after our response: read no more
+
+    @classmethod
+    def from_limits(cls, limits: ConnectionLimits, *, scheme: bytes = b"https") -> H1ServerAdapter:
+        """The adapter with the sizes of ``limits``."""
+        return cls(
+            scheme=scheme,
+            max_header_size=limits.max_header_size,
+            max_request_line=limits.max_request_line,
+            max_header_count=limits.max_header_count,
+            max_requests=limits.max_requests_per_connection,
+        )
 
     @property
     def reading_head(self) -> bool:

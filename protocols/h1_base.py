@@ -7,6 +7,7 @@ import h11
 
 from .errors import ErrorCode
 from .events import ConnectionClosed, Event
+from .limits import DEFAULT_STREAM_BUFFER
 from .messages import Headers, get_header
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
 ]
 
 NO_BODY_STATUSES = frozenset({204, 304})
-_SEND_WINDOW = 256 * 1024
+_SEND_WINDOW = DEFAULT_STREAM_BUFFER  # what a body may queue before backpressure
 SLACK = 8 * 1024  # h11's own buffer limit sits above the scanner's, which trips first
 REASONS = {
     400: b"Bad Request",

@@ -38,6 +38,7 @@ from .events import (
     ResponseTrailers,
 )
 from .flood import FloodBudget, field_section_size
+from .limits import ConnectionLimits
 from .messages import RequestHead, ResponseHead
 
 __all__ = [
@@ -98,8 +99,22 @@ class H2ServerAdapter(H2Adapter):
             meter_bodies=True,
         )
         self._max_field_bytes = max_header_list_size
+
         self._max_header_count = max_header_count
         self._max_requests = max_requests
+
+    @classmethod
+    def from_limits(cls, limits: ConnectionLimits) -> H2ServerAdapter:
+        """The adapter with the sizes and budgets of ``limits``."""
+        return cls(
+            max_concurrent_streams=limits.max_concurrent_streams,
+            initial_window=limits.stream_buffer,
+            max_header_list_size=limits.max_header_size,
+            max_header_count=limits.max_header_count,
+            max_premature_resets=limits.max_premature_resets,
+            max_control_frames=limits.max_control_frames,
+            max_requests=limits.max_requests_per_connection,
+        )
 
     def send_response(self, stream_id: int, head: ResponseHead, end_stream: bool = False) -> None:
         """Queue a final response head (status >= 200)."""

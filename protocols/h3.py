@@ -21,6 +21,7 @@ from ._quic_streams import QuicStreamAdapter, StreamState, connection_closed
 from .engines.aioquic import CompatH3Connection, StreamMessageError, peer_bidi_stream_credit
 from .errors import ErrorCode, LocalProtocolError
 from .flood import FloodBudget
+from .limits import DEFAULT_STREAM_BUFFER, ConnectionLimits
 from .messages import (
     HOP_BY_HOP,
     Headers,
@@ -114,7 +115,7 @@ class _H3Adapter(QuicStreamAdapter):
         quic: QuicConnection,
         *,
         max_field_section_size: int = 64 * 1024,
-        stream_buffer: int = 256 * 1024,
+        stream_buffer: int = DEFAULT_STREAM_BUFFER,
         qpack: tuple[int, int] = (4096, 16),
         max_header_count: int | None = None,
         budget: FloodBudget | None = None,
@@ -244,7 +245,7 @@ class H3ServerAdapter(_H3Adapter):
         quic: QuicConnection,
         *,
         max_field_section_size: int = 64 * 1024,
-        stream_buffer: int = 256 * 1024,
+        stream_buffer: int = DEFAULT_STREAM_BUFFER,
         qpack: tuple[int, int] = (4096, 16),
         max_header_count: int = 100,
         max_premature_resets: int = 100,
@@ -262,6 +263,21 @@ class H3ServerAdapter(_H3Adapter):
             budget=budget,
         )
         self._budget = budget
+
+    @classmethod
+    def from_limits(
+        cls, quic: QuicConnection, limits: ConnectionLimits, *, qpack: tuple[int, int] = (4096, 16)
+    ) -> H3ServerAdapter:
+        """The adapter with the sizes and budgets of ``limits``."""
+        return cls(
+            quic,
+            max_field_section_size=limits.max_header_size,
+            stream_buffer=limits.stream_buffer,
+            qpack=qpack,
+            max_header_count=limits.max_header_count,
+            max_premature_resets=limits.max_premature_resets,
+            max_control_frames=limits.max_control_frames,
+        )
 
     _data_event = ev.RequestData
     _trailers_event = ev.RequestTrailers

@@ -11,6 +11,7 @@ from . import events as ev
 from .engines.aioquic import StreamMessageError, h0_buffered, h0_release
 from .errors import ErrorCode
 from .h3 import QuicStreamAdapter, StreamState
+from .limits import DEFAULT_STREAM_BUFFER
 from .messages import Headers, RequestHead, ResponseHead, validate_field_value
 
 __all__ = ["HqServerAdapter"]
@@ -24,7 +25,11 @@ class HqServerAdapter(QuicStreamAdapter):
     """
 
     def __init__(
-        self, quic: QuicConnection, *, stream_buffer: int = 256 * 1024, max_request_line: int = 8192
+        self,
+        quic: QuicConnection,
+        *,
+        stream_buffer: int = DEFAULT_STREAM_BUFFER,
+        max_request_line: int = 8192,
     ) -> None:
         super().__init__(quic, stream_buffer)
         self._h0 = H0Connection(quic)

@@ -28,9 +28,9 @@ from .engines.aioquic import (
 )
 from .errors import ErrorCode
 from .events import CapacityAvailable, Event
-from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
 from .h3 import H3ServerAdapter, connection_closed
 from .hq import HqServerAdapter
+from .limits import DEFAULT_LIMITS, ConnectionLimits
 
 __all__ = ["NetworkAddress", "QuicFacts", "QuicServerConnection", "adapter_for_alpn"]
 
@@ -73,20 +73,16 @@ class QuicServerConnection:
         self,
         quic: GatedQuicConnection,
         *,
-        stream_buffer: int = 256 * 1024,
-        max_field_section_size: int = 64 * 1024,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
         qpack: tuple[int, int] = (4096, 16),
-        stream_limits: StreamLimits = DEFAULT_STREAM_LIMITS,  # h3: field count and flood budgets
         on_cid_issued: CidCallback | None = None,
         on_cid_retired: CidCallback | None = None,
     ) -> None:
         self.quic = quic
         self.adapter: H3ServerAdapter | HqServerAdapter | None = None
         self.closed = False
-        self._stream_buffer = stream_buffer
-        self._max_fields = max_field_section_size
+        self._limits = limits
         self._qpack = qpack
-        self._stream_limits = stream_limits
         self._on_cid_issued = on_cid_issued
         self._on_cid_retired = on_cid_retired
         self._early: list[qe.QuicEvent] = []  # events that arrived before the ALPN was known
@@ -197,17 +193,13 @@ class QuicServerConnection:
             )
             return
         if cls is H3ServerAdapter:
-            self.adapter = H3ServerAdapter(
-                self.quic,
-                max_field_section_size=self._max_fields,
-                stream_buffer=self._stream_buffer,
-                qpack=self._qpack,
-                max_header_count=self._stream_limits.max_header_count,
-                max_premature_resets=self._stream_limits.max_premature_resets,
-                max_control_frames=self._stream_limits.max_control_frames,
-            )
+            self.adapter = H3ServerAdapter.from_limits(self.quic, self._limits, qpack=self._qpack)
         else:
-            self.adapter = HqServerAdapter(self.quic, stream_buffer=self._stream_buffer)
+            self.adapter = HqServerAdapter(
+                self.quic,
+                stream_buffer=self._limits.stream_buffer,
+                max_request_line=self._limits.max_request_line,
+            )
         early, self._early = self._early, []
         for event in early:
             out.extend(self.adapter.handle_event(event))

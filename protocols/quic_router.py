@@ -34,7 +34,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from .engines.aioquic import ServerQuicConnection, packets_lost
 from .engines.aioquic.hello import Certificate
 from .events import Event
-from .flood import DEFAULT_STREAM_LIMITS, StreamLimits
+from .limits import DEFAULT_LIMITS, ConnectionLimits
 from .quic import NetworkAddress, QuicServerConnection
 from .quic_tokens import RETRY, TokenIssuer, reset_token, stateless_reset
 
@@ -115,8 +115,9 @@ class QuicStats:
 class QuicRouter:
     """Routes datagrams to QUIC server connections and creates new ones.
 
-    ``stream_buffer`` is each request stream's receive window and send budget;
-    ``connection_window`` (default 16 stream windows) caps the unconsumed bytes per connection.
+    ``limits`` gives each request stream's receive window and send budget (``stream_buffer``),
+    the bidirectional stream credit and the h3 field and flood limits; ``connection_window``
+    (default 16 stream windows) caps the unconsumed bytes per connection.
     Session tickets live in a bounded in-memory store; each is used once (0-RTT anti-replay).
     ``cid_factory`` makes the connection IDs the server issues (worker steering);
     ``preferred_address`` (IPv4, IPv6) is offered to clients for migration. A short-header
@@ -133,14 +134,11 @@ class QuicRouter:
         *,
         validation: AddressValidation | None = None,
         retry: bool = False,
-        stream_buffer: int = 256 * 1024,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
         max_connections: int = 10000,
         max_connections_per_source: int = 0,
-        max_streams_bidi: int = 100,
         connection_window: int | None = None,
-        max_field_section_size: int = 64 * 1024,
         qpack: tuple[int, int] = (4096, 16),
-        stream_limits: StreamLimits = DEFAULT_STREAM_LIMITS,  # h3: field count and flood budgets
         cid_factory: Callable[[], bytes] | None = None,
         preferred_address: tuple[NetworkAddress | None, NetworkAddress | None] | None = None,
         stateless_reset: bool = True,
@@ -148,17 +146,14 @@ class QuicRouter:
         self.configuration = configuration
         self.validation = validation or AddressValidation(retry="always" if retry else "off")
         self._tokens = TokenIssuer(lifetime=self.validation.token_lifetime)
-        self._stream_buffer = stream_buffer
-        self._connection_window = connection_window or 16 * stream_buffer
+        self._limits = limits
+        self._connection_window = connection_window or 16 * limits.stream_buffer
         self._max_connections = max_connections
         self._max_per_source = max_connections_per_source
         self._source_of: dict[QuicServerConnection, str] = {}
         self._per_source: dict[str, int] = {}
         self.refused = 0  # Initials refused by the per-source cap
-        self._max_streams_bidi = max_streams_bidi
-        self._max_fields = max_field_section_size
         self._qpack = qpack
-        self._stream_limits = stream_limits
         self._cid_factory = cid_factory
         self._preferred = preferred_address
         self._by_cid: dict[bytes, QuicServerConnection] = {}
@@ -320,7 +315,7 @@ class QuicRouter:
             retry_source_connection_id=retry_scid,
             session_ticket_fetcher=self._fetch_ticket,
             session_ticket_handler=self._store_ticket,
-            stream_window=self._stream_buffer,
+            stream_window=self._limits.stream_buffer,
             connection_window=self._connection_window,
             cid_factory=self._cid_factory,
             preferred_address=self._preferred,
@@ -328,16 +323,14 @@ class QuicRouter:
             if self.validation.new_token
             else None,
             validated_address=addr if checked is not None else None,
-            max_streams_bidi=self._max_streams_bidi,
+            max_streams_bidi=self._limits.max_concurrent_streams,
             reset_token=reset_token,
             certificate_for=self.certificate_for,
         )
         conn = QuicServerConnection(
             quic,
-            stream_buffer=self._stream_buffer,
-            max_field_section_size=self._max_fields,
+            limits=self._limits,
             qpack=self._qpack,
-            stream_limits=self._stream_limits,
             on_cid_issued=lambda cid: self._add_cid(conn, cid),
             on_cid_retired=lambda cid: self._drop_cid(conn, cid),
         )

@@ -6,11 +6,12 @@ import asyncio
 import collections
 from collections.abc import Callable
 
+from protocols.limits import DEFAULT_STREAM_BUFFER
 from protocols.messages import Headers
 
 __all__ = ["BodyChannel"]
 
-DEFAULT_HIGH_WATER = 256 * 1024
+DEFAULT_HIGH_WATER = DEFAULT_STREAM_BUFFER
 DEFAULT_LOW_WATER = 64 * 1024
 
 

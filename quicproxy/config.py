@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from protocols.limits import DEFAULT_LIMITS, ConnectionLimits
+
 from .config_quic import QuicConfig, parse_quic
 from .config_reader import (
     ConfigError,
@@ -93,23 +95,17 @@ class ForwardingConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class LimitsConfig:
-    """Downstream limits: sizes, timeouts and flood budgets (see README "[limits]")."""
+class LimitsConfig(ConnectionLimits):
+    """Downstream limits: sizes, timeouts and flood budgets (see README "[limits]"). The sizes
+    and budgets the adapters take are ``ConnectionLimits``'s fields (and defaults); this adds
+    what only the I/O layer reads."""
 
     idle_timeout: float = 75.0  # keep-alive: a connection with no request in flight
     write_timeout: float = 60.0
     header_timeout: float = 10.0  # the whole request head, however slowly it trickles (408)
     client_body_timeout: float = 15.0  # between request body bytes (408)
     request_timeout: float = 0.0  # the whole request, head and body; 0 = no limit (408)
-    max_concurrent_streams: int = 100
-    stream_buffer: int = 256 * 1024
-    max_request_line: int = 8 * 1024  # HTTP/1.1 request line; beyond it 414
-    max_header_size: int = 64 * 1024  # header section (h1 bytes, h2/h3 decoded); beyond it 431
-    max_header_count: int = 100  # header fields per request; beyond it 431
     max_body_size: int = 1 << 30  # request body bytes; beyond it 413; 0 = no limit
-    max_requests_per_connection: int = 10_000  # then Connection: close / GOAWAY; 0 = no limit
-    max_premature_resets: int = 100  # h2/h3 Rapid Reset budget (streams reset before answered)
-    max_control_frames: int = 1000  # h2/h3 frames doing no work in a row (PING, SETTINGS, ...)
     normalize_path: bool = True  # remove dot-segments (RFC 3986 5.2.4); above the root: 400
     quic_max_datagram_size: int = 1350
 
@@ -501,21 +497,38 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     fwd.finish()
 
     lim = root.sub("limits")
+    defaults = DEFAULT_LIMITS
     limits = LimitsConfig(
         idle_timeout=lim.number("idle_timeout", 75.0, minimum=0.1),
         write_timeout=lim.number("write_timeout", 60.0, minimum=0.1),
         header_timeout=lim.number("header_timeout", 10.0, minimum=0.1),
         client_body_timeout=lim.number("client_body_timeout", 15.0, minimum=0.1),
         request_timeout=lim.number("request_timeout", 0.0),
-        max_concurrent_streams=lim.integer("max_concurrent_streams", 100, minimum=1, maximum=1000),
-        stream_buffer=lim.integer("stream_buffer", 256 * 1024, minimum=16384, maximum=2**26),
-        max_request_line=lim.integer("max_request_line", 8 * 1024, minimum=256, maximum=2**20),
-        max_header_size=lim.integer("max_header_size", 64 * 1024, minimum=4096, maximum=2**20),
-        max_header_count=lim.integer("max_header_count", 100, minimum=8, maximum=10000),
+        max_concurrent_streams=lim.integer(
+            "max_concurrent_streams", defaults.max_concurrent_streams, minimum=1, maximum=1000
+        ),
+        stream_buffer=lim.integer(
+            "stream_buffer", defaults.stream_buffer, minimum=16384, maximum=2**26
+        ),
+        max_request_line=lim.integer(
+            "max_request_line", defaults.max_request_line, minimum=256, maximum=2**20
+        ),
+        max_header_size=lim.integer(
+            "max_header_size", defaults.max_header_size, minimum=4096, maximum=2**20
+        ),
+        max_header_count=lim.integer(
+            "max_header_count", defaults.max_header_count, minimum=8, maximum=10000
+        ),
         max_body_size=lim.integer("max_body_size", 1 << 30),
-        max_requests_per_connection=lim.integer("max_requests_per_connection", 10_000),
-        max_premature_resets=lim.integer("max_premature_resets", 100, minimum=1),
-        max_control_frames=lim.integer("max_control_frames", 1000, minimum=10),
+        max_requests_per_connection=lim.integer(
+            "max_requests_per_connection", defaults.max_requests_per_connection
+        ),
+        max_premature_resets=lim.integer(
+            "max_premature_resets", defaults.max_premature_resets, minimum=1
+        ),
+        max_control_frames=lim.integer(
+            "max_control_frames", defaults.max_control_frames, minimum=10
+        ),
         normalize_path=lim.get("normalize_path", bool, True),
         quic_max_datagram_size=lim.integer(
             "quic_max_datagram_size", 1350, minimum=1200, maximum=1452

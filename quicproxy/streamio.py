@@ -25,6 +25,7 @@ from protocols.events import (
     ResponseTrailers,
     StreamReset,
 )
+from protocols.limits import DEFAULT_STREAM_BUFFER
 from protocols.messages import Headers, RequestHead, ResponseHead
 
 from .body import BodyChannel
@@ -179,7 +180,7 @@ class ConnectionDriver(Generic[A_co]):
         *,
         peer_side: ErrorSource,
         write_timeout: float = 60.0,
-        stream_buffer: int = 256 * 1024,
+        stream_buffer: int = DEFAULT_STREAM_BUFFER,
     ) -> None:
         self.adapter = adapter
         self.peer_side = peer_side

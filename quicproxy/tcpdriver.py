@@ -8,6 +8,7 @@ from typing import TypeVar
 from protocols.base import StreamSender, TcpAdapter
 from protocols.errors import ErrorCode
 from protocols.events import ConnectionClosed
+from protocols.limits import DEFAULT_STREAM_BUFFER
 
 from .errors import ErrorSource
 from .net.tcp import ByteStream
@@ -33,7 +34,7 @@ class TcpDriver(ConnectionDriver[T_co]):
         peer_side: ErrorSource,
         write_timeout: float,
         idle_timeout: float,
-        stream_buffer: int = 256 * 1024,
+        stream_buffer: int = DEFAULT_STREAM_BUFFER,
     ) -> None:
         super().__init__(
             adapter,

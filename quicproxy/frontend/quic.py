@@ -17,7 +17,6 @@ from protocols.base import ServerQuicAdapter
 from protocols.engines.aioquic import handshake_complete
 from protocols.errors import ErrorCode
 from protocols.events import ProtocolError
-from protocols.flood import StreamLimits
 from protocols.messages import RequestHead
 from protocols.quic import NetworkAddress, QuicFacts, QuicServerConnection
 from protocols.quic_router import AddressValidation, QuicRouter
@@ -138,17 +137,10 @@ class QuicListener:
                 new_token=options.new_token,
                 token_lifetime=options.token_lifetime,
             ),
-            stream_buffer=limits.stream_buffer,
+            limits=limits,
             max_connections=options.max_connections,
             max_connections_per_source=options.max_connections_per_source,
-            max_streams_bidi=limits.max_concurrent_streams,
-            max_field_section_size=limits.max_header_size,
             qpack=(options.qpack_max_table_capacity, options.qpack_blocked_streams),
-            stream_limits=StreamLimits(
-                max_header_count=limits.max_header_count,
-                max_premature_resets=limits.max_premature_resets,
-                max_control_frames=limits.max_control_frames,
-            ),
             cid_factory=cid_factory or steering.cid_factory(),
             preferred_address=_preferred(options.preferred_address),
             stateless_reset=stateless_reset,

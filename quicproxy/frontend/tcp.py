@@ -47,23 +47,9 @@ class DownstreamTcp(TcpDriver[ServerTcpAdapter]):
         alpn = stream.alpn if tls else None
         adapter: H1ServerAdapter | H2ServerAdapter
         if alpn == "h2":
-            adapter = H2ServerAdapter(
-                max_concurrent_streams=limits.max_concurrent_streams,
-                initial_window=limits.stream_buffer,
-                max_header_list_size=limits.max_header_size,
-                max_header_count=limits.max_header_count,
-                max_premature_resets=limits.max_premature_resets,
-                max_control_frames=limits.max_control_frames,
-                max_requests=limits.max_requests_per_connection,
-            )
+            adapter = H2ServerAdapter.from_limits(limits)
         else:
-            adapter = H1ServerAdapter(
-                scheme=b"https" if tls else b"http",
-                max_header_size=limits.max_header_size,
-                max_request_line=limits.max_request_line,
-                max_header_count=limits.max_header_count,
-                max_requests=limits.max_requests_per_connection,
-            )
+            adapter = H1ServerAdapter.from_limits(limits, scheme=b"https" if tls else b"http")
         super().__init__(
             stream,
             adapter,

@@ -9,9 +9,11 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from protocols.limits import DEFAULT_STREAM_BUFFER
+
 __all__ = ["ByteStream", "Receiver", "describe_os_error", "open_tcp", "start_tcp_server"]
 
-WRITE_HIGH_WATER = 256 * 1024
+WRITE_HIGH_WATER = DEFAULT_STREAM_BUFFER
 WRITE_LOW_WATER = 64 * 1024
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.limits import DEFAULT_STREAM_BUFFER
+
 from ..config import LimitsConfig
 
 __all__ = ["UpstreamLimits"]
@@ -13,7 +15,7 @@ __all__ = ["UpstreamLimits"]
 class UpstreamLimits:
     """Per-connection sizes for upstream connections of every protocol."""
 
-    stream_buffer: int = 256 * 1024  # per-stream body buffer and receive window (h2, h3)
+    stream_buffer: int = DEFAULT_STREAM_BUFFER  # per-stream body buffer and receive window (h2, h3)
     quic_max_datagram_size: int = 1350  # UDP payload of the QUIC packets sent upstream
     peer_cache_size: int = 1024  # peers whose QUIC session ticket and token are remembered
 

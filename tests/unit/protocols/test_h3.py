@@ -29,6 +29,7 @@ from protocols.events import (
 )
 from protocols.h3 import H3ClientAdapter, H3ServerAdapter
 from protocols.hq import HqServerAdapter
+from protocols.limits import ConnectionLimits
 from protocols.messages import RequestHead, ResponseHead
 
 GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
@@ -226,7 +227,7 @@ def test_host_header_stands_in_for_missing_authority(router_pair: Any) -> None:
 
 
 def test_oversized_header_section_gets_431(router_pair: Any) -> None:
-    pair = connected(router_pair, max_field_section_size=1024)
+    pair = connected(router_pair, limits=ConnectionLimits(max_header_size=1024))
     sid = request(pair, [*GET, (b":path", b"/"), (b"x-big", b"v" * 4000)])
     pair.transfer()
     (error,) = of_type(pair.take_server_events(), ProtocolError)
@@ -254,7 +255,7 @@ def test_client_reset_gives_stream_reset_and_sends_are_quiet(router_pair: Any) -
 
 def test_send_capacity_drops_while_queued_and_recovers_after_acks(router_pair: Any) -> None:
     buffer = 128 * 1024
-    pair = connected(router_pair, stream_buffer=buffer)
+    pair = connected(router_pair, limits=ConnectionLimits(stream_buffer=buffer))
     sid = request(pair, [*GET, (b":path", b"/big")])
     pair.transfer()
     adapter = pair.conn.adapter
@@ -272,7 +273,7 @@ def test_send_capacity_drops_while_queued_and_recovers_after_acks(router_pair: A
 def test_receive_gating_holds_the_client_until_consumed(router_pair: Any) -> None:
     window = 64 * 1024
     body = bytes(range(256)) * 1024  # 256 KiB
-    pair = connected(router_pair, stream_buffer=window)
+    pair = connected(router_pair, limits=ConnectionLimits(stream_buffer=window))
     sid = request(pair, [(b":method", b"POST"), *GET[1:], (b":path", b"/up")], end_stream=False)
     pair.http.send_data(sid, body, end_stream=True)
     pair.transfer(rounds=200)

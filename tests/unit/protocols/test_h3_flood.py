@@ -11,7 +11,7 @@ from aioquic.quic.events import ConnectionTerminated
 
 from protocols.errors import ErrorCode
 from protocols.events import ProtocolError, RequestData, RequestHeaders, StreamReset
-from protocols.flood import StreamLimits
+from protocols.limits import ConnectionLimits
 from protocols.messages import ResponseHead
 
 GET = [
@@ -25,7 +25,7 @@ EXCESSIVE_LOAD = 0x107
 
 
 def connected(router_pair: Any, **limits: int) -> Any:
-    pair = router_pair(stream_limits=StreamLimits(**limits), max_streams_bidi=1000)
+    pair = router_pair(limits=ConnectionLimits(max_concurrent_streams=1000, **limits))
     pair.transfer()
     pair.take_server_events()
     return pair

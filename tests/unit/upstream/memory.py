@@ -48,6 +48,7 @@ class MemoryConnection(ConnectionDriver):
         self.on_gone: Callable[[PooledConnection], None] | None = None
         self.transport_closed = False
         self.requests_seen: list[int] = []  # stream ids the server received requests on
+        self.h1_requests: list[h11.Request] = []  # what the h1 server parsed, in order
         self.h2_server: H2Connection | None = None
         self.h1_server: h11.Connection | None = None
         if self.multiplexed:
@@ -100,6 +101,7 @@ class MemoryConnection(ConnectionDriver):
                 return
             if isinstance(h1_event, h11.Request):
                 self.requests_seen.append(len(self.requests_seen) + 1)
+                self.h1_requests.append(h1_event)
 
     def _from_server(self) -> None:
         if self.h2_server is not None:

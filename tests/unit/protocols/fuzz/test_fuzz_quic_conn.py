@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from protocols.engines.aioquic import ServerQuicConnection
 from protocols.errors import ErrorCode
 from protocols.events import ConnectionClosed, Event, RequestData, RequestEnd, RequestHeaders
+from protocols.limits import ConnectionLimits
 from protocols.messages import ResponseHead
 from protocols.quic import QuicFacts, QuicServerConnection
 from protocols.quic_tokens import reset_token
@@ -89,7 +90,7 @@ class Owner:
                 connection_window=256 * 1024,
                 reset_token=reset_token,
             ),
-            stream_buffer=64 * 1024,
+            limits=ConnectionLimits(stream_buffer=64 * 1024),
             on_cid_issued=self.issued.append,
             on_cid_retired=self.retired.append,
         )
