@@ -54,6 +54,7 @@ class ListenConfig:
     tls: bool = True
     quic: bool = True
     proxy_protocol_from: tuple[IPNetwork, ...] = ()  # non-empty: TCP needs a PROXY header
+    h2c: bool = True  # cleartext listeners: HTTP/2 with prior knowledge beside HTTP/1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +240,13 @@ def _listen(table: Table) -> ListenConfig:
         )
     if trusted and not proxy_protocol:
         raise table.error("proxy_protocol_from", "only with proxy_protocol = true")
+    h2c = table.get("h2c", bool, not tls)
+    if h2c and tls:
+        raise table.error(
+            "h2c", "is for cleartext listeners (tls = false); TLS ones offer h2 by ALPN"
+        )
     table.finish()
-    return ListenConfig(host, port, tls, quic, trusted)
+    return ListenConfig(host, port, tls, quic, trusted, h2c)
 
 
 def _upstream(table: Table, base: Path) -> UpstreamConfig:

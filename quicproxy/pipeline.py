@@ -18,6 +18,7 @@ from .body import BodyChannel
 from .config import LimitsConfig
 from .errors import ErrorKind, ErrorSource, ProxyError
 from .forwarding import ForwardingPolicy
+from .grpc import grpc_timeout
 from .hooks import ProxyHttp
 from .http import RequestHeader, ResponseHeader
 from .metrics import record_request
@@ -211,9 +212,16 @@ async def _observed_try(
 async def _proxy_within_total(
     session: Session, proxy: ProxyHttp[Any], ctx: Any, peer: HttpPeer, services: ProxyServices
 ) -> None:
-    """One try, bounded by the peer's total timeout when it has one."""
-    total = peer.timeouts.total
-    if not total:
+    """One try, bounded by the peer's total timeout when it has one, and by what is left of a
+    gRPC call's ``grpc-timeout`` (counted from the request's start)."""
+    total = peer.timeouts.total or None
+    limit = f"its total timeout of {total:g}s" if total else ""
+    call = grpc_timeout(session.request) if session.downstream.protocol != "http/1.1" else None
+    if call is not None:
+        left = max(0.0, call - (time.monotonic() - session.started))
+        if total is None or left < total:
+            total, limit = left, f"the gRPC deadline of {call:g}s"
+    if total is None:
         await _proxy_once(session, proxy, ctx, peer, services)
         return
     try:
@@ -221,9 +229,7 @@ async def _proxy_within_total(
             await _proxy_once(session, proxy, ctx, peer, services)
     except TimeoutError:
         raise ProxyError.upstream(
-            ErrorKind.READ_TIMEOUT,
-            f"exchange with {peer.address} exceeded its total timeout of {total:g}s",
-            retry=False,
+            ErrorKind.READ_TIMEOUT, f"exchange with {peer.address} exceeded {limit}", retry=False
         ) from None
 
 

@@ -28,7 +28,7 @@ from .hooks import ProxyHttp
 from .net import steering
 from .net.certs import Certificates, CertificateStore, Entry
 from .net.proxied import ProxiedServer, start_proxied_server
-from .net.tcp import ByteStream, start_tcp_server
+from .net.tcp import ByteStream, Receiver, start_tcp_server
 from .pipeline import ProxyServices
 from .proxy import BuiltinProxy
 from .reload import ConfigSource, Reloader, load_certificates, restart_needed
@@ -100,14 +100,18 @@ class ProxyServer:
             port = await self._listen(item, tls_context, cert, key)
             self.addresses.append((item.host, port, item.quic))
             protocols = (
-                "h3, h2, http/1.1" if item.quic else ("h2, http/1.1" if item.tls else "http/1.1")
+                "h3, h2, http/1.1"
+                if item.quic
+                else ("h2, http/1.1" if item.tls else _cleartext(item))
             )
             log.info("listening on %s port %d (%s)", item.host, port, protocols)
         if self.altsvc.h3_port == 0:
             self.altsvc.h3_port = next(port for _, port, quic in self.addresses if quic)
 
     async def _listen(self, item: ListenConfig, tls_context: Any, cert: Any, key: Any) -> int:
-        factory = tcp_connection_factory(self.starter, self.limits, item.tls, self.tcp_connections)
+        factory = tcp_connection_factory(
+            self.starter, self.limits, item.tls, self.tcp_connections, h2c=item.h2c
+        )
         for _ in range(10 if item.port == 0 else 1):
             tcp = await self._tcp_listener(item, factory, tls_context if item.tls else None)
             port = int(tcp.sockets[0].getsockname()[1])
@@ -139,7 +143,7 @@ class ProxyServer:
     async def _tcp_listener(
         self,
         item: ListenConfig,
-        factory: Callable[[ByteStream], DownstreamTcp],
+        factory: Callable[[ByteStream], Receiver],
         tls_context: ssl.SSLContext | None,
     ) -> asyncio.Server | ProxiedServer:
         if item.proxy_protocol_from:
@@ -444,10 +448,16 @@ def quic_addresses(config: Config) -> list[tuple[str, int]]:
     return listen + list(config.quic.preferred_address)
 
 
+def _cleartext(item: ListenConfig) -> str:
+    return "h2c, http/1.1" if item.h2c else "http/1.1"
+
+
 def announce(server: ProxyServer) -> None:
     """Print where the proxy answers, on stdout, once it listens."""
     for item, (host, port, quic) in zip(server.config.listen, server.addresses, strict=True):
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if item.tls else "http"
-        protocols = "h3, h2, http/1.1" if quic else ("h2, http/1.1" if item.tls else "http/1.1")
+        protocols = (
+            "h3, h2, http/1.1" if quic else ("h2, http/1.1" if item.tls else _cleartext(item))
+        )
         print(f"quicproxy ready: {scheme}://{shown}:{port}/ ({protocols})", flush=True)

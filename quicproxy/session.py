@@ -12,6 +12,7 @@ from protocols.messages import Headers, RequestHead, ResponseHead
 
 from .altsvc import AltSvcPolicy
 from .errors import ProxyError
+from .grpc import is_grpc, trailers_only
 from .http import RequestHeader, ResponseHeader
 from .streamio import ServerStream
 
@@ -125,9 +126,16 @@ class Session:
         headers: Headers | None = None,
     ) -> None:
         """Answer the whole request at once (for hooks that do not proxy, and the proxy's own
-        errors)."""
+        errors). A gRPC call over h2/h3 gets a 4xx/5xx as a trailers-only gRPC status instead,
+        its text as ``grpc-message`` (see ``quicproxy.grpc``)."""
         data = body.encode() if isinstance(body, str) else body
         fields: Headers = list(headers or [])
+        if status >= 400 and is_grpc(self.request, self.downstream.protocol):
+            text = data.decode("utf-8", "replace")
+            await self.write_response_head(
+                ResponseHead(200, [*fields, *trailers_only(status, text)]), end_stream=True
+            )
+            return
         if data or status not in (204, 304):
             fields.append((b"content-type", content_type.encode("latin-1")))
             fields.append((b"content-length", str(len(data)).encode()))

@@ -43,10 +43,13 @@ class DownstreamTcp(TcpDriver[ServerTcpAdapter]):
         limits: LimitsConfig,
         tls: bool,
         connections: set[DownstreamTcp],
+        *,
+        prior_knowledge: bool = False,
     ) -> None:
         alpn = stream.alpn if tls else None
+        h2 = alpn == "h2" or prior_knowledge
         adapter: H1ServerAdapter | H2ServerAdapter
-        if alpn == "h2":
+        if h2:
             adapter = H2ServerAdapter.from_limits(limits)
         else:
             adapter = H1ServerAdapter.from_limits(limits, scheme=b"https" if tls else b"http")
@@ -60,7 +63,7 @@ class DownstreamTcp(TcpDriver[ServerTcpAdapter]):
         )
         ssl_object = stream.extra("ssl_object")
         self.info = DownstreamInfo(
-            protocol="h2" if alpn == "h2" else "http/1.1",
+            protocol="h2" if h2 else "http/1.1",
             client_address=_address(stream.extra("peername")),
             server_address=_address(stream.extra("sockname")),
             tls=tls,
@@ -140,8 +143,84 @@ class DownstreamTcp(TcpDriver[ServerTcpAdapter]):
         self.close_transport()
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class PrefaceSniffer:
+    """A cleartext connection's first bytes decide: the HTTP/2 preface means h2 with prior
+    knowledge (h2c), anything else HTTP/1.1. Decided at the first byte that differs from the
+    preface (at once for every HTTP/1.1 method); a client that sends too little for
+    ``header_timeout`` is closed."""
+
+    def __init__(self, stream: ByteStream, make: Callable[[bool], DownstreamTcp], wait: float):
+        self.stream = stream
+        self.make = make
+        self.buffer = b""
+        self.connection: DownstreamTcp | None = None
+        loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(wait, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        if self.connection is None:
+            self.stream.close()
+
+    def _decide(self, h2: bool) -> DownstreamTcp:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.connection = self.make(h2)
+        return self.connection
+
+    def data_received(self, data: bytes) -> None:
+        if self.connection is not None:
+            self.connection.data_received(data)
+            return
+        self.buffer += data
+        seen = self.buffer[: len(H2_PREFACE)]
+        if not H2_PREFACE.startswith(seen):
+            self._decide(False).data_received(self.buffer)
+        elif len(seen) == len(H2_PREFACE):
+            self._decide(True).data_received(self.buffer)
+
+    def eof_received(self) -> None:
+        if self.connection is not None:
+            self.connection.eof_received()
+        else:
+            self.stream.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.connection is not None:
+            self.connection.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.resume_writing()
+
+
 def tcp_connection_factory(
-    starter: RequestStarter, limits: LimitsConfig, tls: bool, connections: set[DownstreamTcp]
-) -> Callable[[ByteStream], DownstreamTcp]:
-    """The receiver factory a TCP listener calls for each accepted connection."""
+    starter: RequestStarter,
+    limits: LimitsConfig,
+    tls: bool,
+    connections: set[DownstreamTcp],
+    *,
+    h2c: bool = False,
+) -> Callable[[ByteStream], DownstreamTcp | PrefaceSniffer]:
+    """The receiver factory a TCP listener calls for each accepted connection; with ``h2c``
+    (cleartext listeners), HTTP/2 prior knowledge is recognised by its preface."""
+    if h2c and not tls:
+
+        def sniffing(stream: ByteStream) -> PrefaceSniffer:
+            def make(h2: bool) -> DownstreamTcp:
+                return DownstreamTcp(stream, starter, limits, tls, connections, prior_knowledge=h2)
+
+            return PrefaceSniffer(stream, make, limits.header_timeout)
+
+        return sniffing
     return lambda stream: DownstreamTcp(stream, starter, limits, tls, connections)

@@ -738,3 +738,13 @@ def test_quic_table_errors_name_the_key(table: str, key: str, reason: str) -> No
     message = error_of(MINIMAL + f"\n[quic]\n{table}\n")
     assert message.startswith(f"{SOURCE}: {key}: "), message
     assert reason in message, message
+
+
+def test_h2c_is_on_for_cleartext_listeners_and_refused_on_tls_ones() -> None:
+    body = MINIMAL.split("[[upstream]]", 1)[1]
+    cleartext = parse('[[listen]]\naddress = ":8080"\ntls = false\n[[upstream]]' + body)
+    assert cleartext.listen[0].h2c
+    off = parse('[[listen]]\naddress = ":8080"\ntls = false\nh2c = false\n[[upstream]]' + body)
+    assert not off.listen[0].h2c
+    message = error_of('[[listen]]\naddress = ":8443"\nh2c = true\n[[upstream]]' + body)
+    assert "listen[0].h2c: is for cleartext listeners" in message
