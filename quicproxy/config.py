@@ -54,7 +54,7 @@ class ListenConfig:
     tls: bool = True
     quic: bool = True
     proxy_protocol_from: tuple[IPNetwork, ...] = ()  # non-empty: TCP needs a PROXY header
-    h2c: bool = True  # cleartext listeners: HTTP/2 with prior knowledge beside HTTP/1.1
+    h2c: bool = False  # cleartext listeners: HTTP/2 prior knowledge too (the file: on by default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ upstream = "origin"
             ready = READY_LINE.findall(proxy.log_text())
             assert [(scheme, protocols) for scheme, _, protocols in ready] == [
                 ("https", "h3, h2, http/1.1"),
-                ("http", "http/1.1"),
+                ("http", "h2c, http/1.1"),
             ]
             for scheme, port, _ in ready:  # each printed URL answers as printed
                 result = curl(
