@@ -158,7 +158,7 @@ upstream = "app"
     assert config.listen == (
         ListenConfig("127.0.0.1", 8443, tls=True, quic=True),
         ListenConfig("::1", 8443, tls=True, quic=True),
-        ListenConfig("0.0.0.0", 8080, tls=False, quic=False),
+        ListenConfig("0.0.0.0", 8080, tls=False, quic=False, h2c=True),
     )
     assert config.upstreams == (
         UpstreamConfig(
