@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.messages import Headers
+
 from .config import Config, HeaderRules, RouteConfig, UpstreamConfig
+from .grpcweb import GrpcWebCall, grpc_web_call, trailer_frame
 from .hooks import ProxyHttp
 from .http import HeaderMap, RequestHeader, ResponseHeader
 from .lb.balancer import LoadBalancer
@@ -24,6 +27,7 @@ class RouteCtx:
     """Per-request state: the matched route."""
 
     route: RouteConfig | None = None
+    grpc_web: GrpcWebCall | None = None  # a gRPC-Web call translated to gRPC
 
 
 def _peers(upstream: UpstreamConfig) -> list[HttpPeer]:
@@ -115,6 +119,7 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
         if ctx.route is None:
             await session.respond(404, "404 Not Found: no route for this host and path\n")
             return True
+        ctx.grpc_web = grpc_web_call(session.request)
         if ctx.route.static is not None:
             path = session.request.path_only.removeprefix(ctx.route.path_prefix.rstrip("/"))
             await self.static[ctx.route.static].serve(session, path)
@@ -132,11 +137,36 @@ class BuiltinProxy(ProxyHttp[RouteCtx]):
     async def upstream_request_filter(
         self, session: Session, request: RequestHeader, ctx: RouteCtx
     ) -> None:
+        if ctx.grpc_web is not None:
+            ctx.grpc_web.upstream_request(request)
         if ctx.route is not None:
             _apply_rules(request, ctx.route.request_headers)
+
+    async def request_body_filter(
+        self, session: Session, chunk: bytes, end_of_stream: bool, ctx: RouteCtx
+    ) -> bytes:
+        if ctx.grpc_web is None:
+            return chunk
+        return ctx.grpc_web.request_chunk(chunk, end_of_stream)
 
     async def response_filter(
         self, session: Session, response: ResponseHeader, ctx: RouteCtx
     ) -> None:
+        if ctx.grpc_web is not None:
+            ctx.grpc_web.client_response(response)
         if ctx.route is not None:
             _apply_rules(response, ctx.route.response_headers)
+
+    async def response_body_filter(
+        self, session: Session, chunk: bytes, end_of_stream: bool, ctx: RouteCtx
+    ) -> bytes:
+        return chunk if ctx.grpc_web is None else ctx.grpc_web.response_chunk(chunk)
+
+    async def response_trailer_filter(
+        self, session: Session, trailers: Headers, ctx: RouteCtx
+    ) -> Headers:
+        if ctx.grpc_web is None:
+            return trailers
+        # the browser reads the status from the body: the trailers become its last frame
+        await session.write_body(ctx.grpc_web.response_chunk(trailer_frame(trailers)))
+        return []

@@ -183,3 +183,22 @@ def test_examples_stop_cleanly(
     for proxy in (hello, simple, custom):
         assert proxy.stop() == 0, proxy.log_text()
         assert "Traceback" not in proxy.log_text(), proxy.log_text()
+
+
+def test_every_example_config_validates() -> None:
+    import subprocess
+    import sys
+
+    from tests.support.procs import ROOT
+
+    configs = sorted((ROOT / "examples").glob("*.toml"))
+    assert configs
+    for config in configs:
+        checked = subprocess.run(
+            [sys.executable, "-m", "quicproxy", "check", "-c", str(config)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert checked.returncode == 0, f"{config.name}: {checked.stderr}"

@@ -228,3 +228,54 @@ def test_h2c_with_curl_prior_knowledge_and_h1_beside_it(setup: Any, tmp_path: Pa
     assert h1.stdout.split()[0] == b"1.1", h1.stderr
     upgrade = curl("--http2", "-o", "/dev/null", "-w", written, url)  # Upgrade: h2c is ignored
     assert upgrade.stdout.split()[0] == b"1.1", upgrade.stderr
+
+
+def _web_frames(body: bytes) -> list[tuple[int, bytes]]:
+    """(flag, payload) of each gRPC-Web frame."""
+    frames = []
+    while body:
+        flag, size = body[0], struct.unpack("!I", body[1:5])[0]
+        frames.append((flag, body[5 : 5 + size]))
+        body = body[5 + size :]
+    return frames
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_grpc_web_over_http11(setup: Any, text: bool) -> None:
+    """A browser's gRPC-Web call (httpx over HTTP/1.1 here) to the grpcio server: the message and
+    a trailers frame carrying grpc-status, in the body."""
+    import base64
+
+    import httpx
+
+    proxy: ProxyProcess = setup[0]
+    kind = "application/grpc-web-text+proto" if text else "application/grpc-web+proto"
+    with httpx.Client(http1=True, http2=False, verify=False, trust_env=False) as client:
+        for name, payload in (("Unary", b"from a browser"), ("Fail", b"nope")):
+            body = _frame(payload)
+            response = client.post(
+                f"https://127.0.0.1:{proxy.port}{method(name)}",
+                content=base64.b64encode(body) if text else body,
+                headers={"content-type": kind, "x-grpc-web": "1"},
+                timeout=10,
+            )
+            assert response.status_code == 200
+            assert response.http_version == "HTTP/1.1"
+            assert response.headers["content-type"] == kind
+            if "grpc-status" in response.headers:  # trailers-only: the status in the head
+                frames: list[tuple[int, bytes]] = []
+                status = response.headers["grpc-status"].encode()
+            else:
+                raw = response.content
+                if text:  # base64 per chunk, padding included: each 4-character quantum alone
+                    quanta = [raw[i : i + 4] for i in range(0, len(raw), 4)]
+                    raw = b"".join(base64.b64decode(quantum) for quantum in quanta)
+                frames = _web_frames(raw)
+                assert frames[-1][0] == 0x80
+                fields = dict(line.split(b": ", 1) for line in frames[-1][1].split(b"\r\n") if line)
+                status = fields[b"grpc-status"]
+            if name == "Unary":
+                assert status == b"0"
+                assert frames[0] == (0, b"echo:from a browser")
+            else:
+                assert status == b"3"  # INVALID_ARGUMENT

@@ -51,3 +51,32 @@ def test_trailers_only(status: int, code: bytes) -> None:
     assert fields[b"content-type"] == b"application/grpc"
     assert fields[b"grpc-status"] == code
     assert fields[b"grpc-message"] == b"502 Bad Gateway: upstream%C3%A9 refused"
+
+
+def test_grpc_web_text_request_is_decoded_across_any_split() -> None:
+    import base64
+
+    from quicproxy.errors import ProxyError
+    from quicproxy.grpcweb import grpc_web_call
+
+    call = grpc_web_call(request((b"content-type", b"application/grpc-web-text+proto")))
+    assert call is not None and call.text and call.codec == "+proto"
+    encoded = base64.b64encode(b"\x00\x00\x00\x00\x05hello")
+    pieces = [encoded[:3], encoded[3:9], encoded[9:10], encoded[10:]]
+    out = b"".join(call.request_chunk(piece, False) for piece in pieces)
+    out += call.request_chunk(b"", True)
+    assert out == b"\x00\x00\x00\x00\x05hello"
+    bad = grpc_web_call(request((b"content-type", b"application/grpc-web-text")))
+    assert bad is not None
+    with pytest.raises(ProxyError):
+        bad.request_chunk(b"!!!!", True)
+
+
+def test_grpc_web_forms_and_the_trailer_frame() -> None:
+    from quicproxy.grpcweb import grpc_web_call, trailer_frame
+
+    binary = grpc_web_call(request((b"content-type", b"application/grpc-web")))
+    assert binary is not None and not binary.text and binary.request_chunk(b"xy", False) == b"xy"
+    assert grpc_web_call(request((b"content-type", b"application/grpc"))) is None
+    frame = trailer_frame([(b"grpc-status", b"0"), (b"Grpc-Message", b"ok")])
+    assert frame == b"\x80\x00\x00\x00\x22grpc-status: 0\r\ngrpc-message: ok\r\n"

@@ -24,6 +24,7 @@ LAYERS = {
     "quicproxy.config_quic": 1,
     "quicproxy.config_tls": 1,
     "quicproxy.grpc": 1,
+    "quicproxy.grpcweb": 1,
     "quicproxy.pidfile": 1,
     "quicproxy.request_rules": 1,
     "quicproxy.retry": 1,
