@@ -27,7 +27,8 @@ from .config import (
     parse_upstream_url,
 )
 from .devcerts import default_cert_dir, ensure_dev_certs, trust_instructions
-from .reload import ConfigSource
+from .net.certs import CertificateError
+from .reload import ConfigSource, load_certificates
 from .server import (
     ProxyServer,
     announce,
@@ -160,8 +161,13 @@ def _load(path: str) -> Config | None:
 
 
 def _prepared(config: Config, workers: int) -> Config:
-    """``config`` with the command line's worker count and the certificate paths filled in."""
+    """``config`` with the command line's worker count and the certificate paths filled in;
+    ConfigError when a certificate cannot be used."""
     cert, key = certificate_paths(config.tls)
+    try:
+        load_certificates(replace(config.tls, cert=cert, key=key))
+    except CertificateError as exc:
+        raise ConfigError(f"{config.source}: tls: {exc}") from None
     return replace(
         config,
         server=replace(config.server, workers=workers),
@@ -180,7 +186,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("quicproxy: configuration error: port 0 needs workers = 1", file=sys.stderr)
         return 2
     path = Path(args.config)
-    source = ConfigSource(lambda: _prepared(load_config(path), workers), _prepared(config, workers))
+    try:
+        first = _prepared(config, workers)
+    except ConfigError as exc:
+        print(f"quicproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    source = ConfigSource(lambda: _prepared(load_config(path), workers), first)
 
     async def make_server(reuse_port: bool) -> ProxyServer:
         return ProxyServer(source.current, reuse_port=reuse_port)

@@ -229,3 +229,34 @@ def test_a_second_proxy_with_the_same_pid_file_refuses_to_start(
     assert f"process {proxy.proc.pid} is running" in second.stderr
     assert pid_file.read_text().strip() == str(proxy.proc.pid)  # untouched
     assert reload_command(config).returncode == 0  # and still reaches the first one
+
+
+def test_an_unusable_certificate_is_a_config_error_at_start_and_on_reload(
+    started: tuple[ProxyProcess, Path], origin: ThreadedOrigin, proxy_cert_dir: Path
+) -> None:
+    proxy, config = started
+    broken = config.parent / "broken.pem"
+    broken.write_text("not a certificate\n")
+    tls = f'cert = "{broken}"\nkey = "{broken}"'
+    other = write(
+        config.parent / "other.toml", origin.port, proxy_cert_dir, generation="1", tls=tls
+    )
+    start = subprocess.run(
+        [sys.executable, "-m", "quicproxy", "run", "-c", str(other)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert start.returncode == 2
+    assert "tls: " in start.stderr and "cannot read a PEM certificate" in start.stderr
+    assert "Traceback" not in start.stderr
+    write(config, origin.port, proxy_cert_dir, generation="2", tls=tls)
+    os.kill(proxy.proc.pid, signal.SIGHUP)
+    assert proxy.wait_for_log("reload refused, the running config stays")
+    loop = LoadLoop("h2", proxy.port, "x-generation", fresh_every=2).start()
+    try:
+        assert loop.wait_for("1")  # still the old config and certificate
+    finally:
+        loop.finish()
+    assert set(loop.seen) == {"1"}
