@@ -230,6 +230,54 @@ def test_h2c_with_curl_prior_knowledge_and_h1_beside_it(setup: Any, tmp_path: Pa
     assert upgrade.stdout.split()[0] == b"1.1", upgrade.stderr
 
 
+def test_upgrade_h2c_is_served_as_h1_and_never_reaches_the_origin(
+    tmp_path: Path, proxy_cert_dir: Path
+) -> None:
+    """curl --http2 on cleartext sends Upgrade: h2c + HTTP2-Settings: answered in HTTP/1.1, and
+    the origin sees neither field (nor the Connection that names them)."""
+    from tests.support.procs import curl, proxy_in_front
+    from tests.support.recording import RecordingOrigin
+
+    cleartext = free_port()
+    extra = f'[[listen]]\naddress = "127.0.0.1:{cleartext}"\ntls = false\n'
+    with (
+        RecordingOrigin() as origin,
+        proxy_in_front(origin.port, tmp_path, cert_dir=proxy_cert_dir, extra=extra),
+    ):
+        url = f"http://127.0.0.1:{cleartext}/upgrade"
+        answer = curl("--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url)
+        assert answer.stdout == b"1.1 200", answer.stdout + answer.stderr
+        assert origin.wait_for(lambda: bool(origin.requests))
+        seen = {name.lower() for name, _ in origin.requests[0].headers}
+        assert not seen & {b"upgrade", b"http2-settings", b"connection"}, seen
+
+
+def test_h2load_over_h2c(setup: Any) -> None:
+    """Many multiplexed streams on cleartext HTTP/2 (h2load's default for http:// URLs): every
+    one answered, over h2c, on one connection each."""
+    import re
+    import shutil
+    import subprocess
+
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        pytest.skip("h2load (nghttp2-client) is not installed")
+    cleartext: int = setup[1]
+    url = f"http://127.0.0.1:{cleartext}/no/route/here"  # the proxy's own 404: no origin needed
+    result = subprocess.run(
+        [h2load, "-n", "200", "-c", "2", "-m", "50", "-T", "20", "-N", "20", url],
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Application protocol: h2c" in out, out
+    done = r"requests: 200 total, 200 started, 200 done, \d+ succeeded, \d+ failed, 0 errored"
+    assert re.search(done, out), out  # h2load counts a 4xx as failed, not errored
+    assert "status codes: 0 2xx, 0 3xx, 200 4xx, 0 5xx" in out, out
+
+
 def _web_frames(body: bytes) -> list[tuple[int, bytes]]:
     """(flag, payload) of each gRPC-Web frame."""
     frames = []

@@ -105,6 +105,17 @@ def h1_get(front: Front, path: str = "/") -> None:
     front.wire.send(peer.send(request, h11.EndOfMessage()))
 
 
+async def h2_get(front: Front, peer: H2Peer) -> None:
+    """Once the prefaces crossed, the client sends GET / on stream 1."""
+    await settle()
+    peer.conn.send_headers(
+        1,
+        [(":method", "GET"), (":scheme", "https"), (":authority", "site.test"), (":path", "/")],
+        end_stream=True,
+    )
+    front.wire.send(peer.conn.data_to_send())
+
+
 async def upstream(connector: MemoryConnector) -> MemoryConnection:
     """The one upstream connection, once it saw the request."""
     await wait_until(lambda: bool(connector.connections and connector.connections[0].requests_seen))
@@ -209,13 +220,7 @@ async def test_a_client_reset_cancels_the_upstream_request_at_once() -> None:
     front, connector = setup(proxy, "h2")
     peer = front.peer
     assert isinstance(peer, H2Peer)
-    await settle()
-    peer.conn.send_headers(
-        1,
-        [(":method", "GET"), (":scheme", "https"), (":authority", "site.test"), (":path", "/")],
-        end_stream=True,
-    )
-    front.wire.send(peer.conn.data_to_send())
+    await h2_get(front, peer)
     conn = await upstream(connector)
     peer.conn.reset_stream(1)
     front.wire.send(peer.conn.data_to_send())
@@ -233,13 +238,7 @@ async def test_a_large_response_is_relayed_within_the_flow_control_window() -> N
     front, connector = setup(proxy, "h2")
     peer = front.peer
     assert isinstance(peer, H2Peer)
-    await settle()
-    peer.conn.send_headers(
-        1,
-        [(":method", "GET"), (":scheme", "https"), (":authority", "site.test"), (":path", "/")],
-        end_stream=True,
-    )
-    front.wire.send(peer.conn.data_to_send())
+    await h2_get(front, peer)
     conn = await upstream(connector)
     body = bytes(range(256)) * 4096  # 1 MiB
     answer(conn, body)
